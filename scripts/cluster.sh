@@ -1,0 +1,451 @@
+#!/usr/bin/env bash
+# The local simulated cluster the integration tests and the demo run on: etcd, kube-apiserver,
+# kube-controller-manager and kube-scheduler as plain local processes, plus kwok simulating the
+# nodes, the pod lifecycle and the kubelet's log endpoint. No containers. See docs/cluster.md.
+#
+#   scripts/cluster.sh up                     start (idempotent: a healthy cluster is left alone)
+#   scripts/cluster.sh down                   stop everything `up` started, drop etcd's data
+#   scripts/cluster.sh status                 what is running, where
+#   scripts/cluster.sh user NAME [GROUP...]   mint a client-certificate kubeconfig for a user
+#   scripts/cluster.sh env                    print the paths and address (KEY=VALUE lines)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+# Every listener is on loopback. Ports can be overridden from the environment.
+APISERVER_PORT="${ATO_APISERVER_PORT:-16443}"
+ETCD_PORT="${ATO_ETCD_PORT:-16379}"
+ETCD_PEER_PORT="${ATO_ETCD_PEER_PORT:-16380}"
+KCM_PORT="${ATO_KCM_PORT:-16257}"
+SCHEDULER_PORT="${ATO_SCHEDULER_PORT:-16259}"
+KWOK_PORT="${ATO_KWOK_PORT:-16250}"
+NODE_COUNT="${ATO_KWOK_NODES:-2}"
+# etcd keeps its data on tmpfs: fast, and gone after `down` (every `up` is a fresh cluster).
+ETCD_DATA_DIR="${ATO_ETCD_DATA_DIR:-/dev/shm/alert-triage-operator-etcd-$(id -u)}"
+UP_TIMEOUT="${ATO_UP_TIMEOUT:-120}"
+STOP_GRACE="${ATO_STOP_GRACE:-10}"
+
+HOST=127.0.0.1
+SERVER="https://$HOST:$APISERVER_PORT"
+PKI="$ATO_CLUSTER_DIR/pki"
+LOGS="$ATO_CLUSTER_DIR/logs"
+PIDS="$ATO_CLUSTER_DIR/pids"
+CONF="$ATO_CLUSTER_DIR/conf"
+USERS="$ATO_CLUSTER_DIR/users"
+PODLOGS="$ATO_CLUSTER_DIR/podlogs"
+KWOK_ASSETS="$ATO_CACHE/share/kwok-$KWOK_VERSION"
+# Start order; `down` stops in reverse.
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+# Users every `up` provides (tests grant them RBAC themselves): name:group[,group...]
+DEFAULT_USERS=(alice:triage-approvers bob:triage-viewers)
+
+kc() { kubectl --kubeconfig "$ATO_KUBECONFIG" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+binary_of() { # component -> binary path
+  echo "$ATO_BIN/$1"
+}
+
+pid_of() { # component -> pid if the component we started is alive, else fails
+  local f="$PIDS/$1.pid" pid exe
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -n "$pid" ] && exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  # A rebuilt binary shows as "<path> (deleted)"; a recycled pid runs something else.
+  [ "${exe% (deleted)}" = "$(binary_of "$1")" ] || return 1
+  echo "$pid"
+}
+
+start() { # component args...
+  local name=$1 bin
+  shift
+  bin=$(binary_of "$name")
+  [ -x "$bin" ] || die "$bin not found: build it with scripts/tools.sh"
+  rm -f "$PIDS/$name.pid"
+  [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.prev"
+  # setsid: the cluster outlives the shell (or test run) that started it and ignores its ^C.
+  # The wrapper writes its own pid, which `exec` hands on to the component.
+  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "$bin" "$@" \
+    </dev/null >"$LOGS/$name.log" 2>&1 9>&- &
+  local i
+  for i in $(seq 50); do pid_of "$name" >/dev/null && return 0; sleep 0.1; done
+  fail "$name" "did not start"
+}
+
+fail() { # component message
+  printf 'error: %s %s\n' "$1" "$2" >&2
+  if [ -f "$LOGS/$1.log" ]; then
+    printf -- '----- last lines of %s -----\n' "$LOGS/$1.log" >&2
+    tail -n 40 "$LOGS/$1.log" >&2
+    printf -- '-----\n' >&2
+  fi
+  exit 1
+}
+
+wait_for() { # component what timeout-seconds command...
+  local name=$1 what=$2 timeout=$3 start=$SECONDS
+  shift 3
+  until "$@" >/dev/null 2>&1; do
+    pid_of "$name" >/dev/null || fail "$name" "exited while waiting for: $what"
+    [ $((SECONDS - start)) -lt "$timeout" ] || fail "$name" "timed out after ${timeout}s waiting for: $what"
+    sleep 0.2
+  done
+}
+
+stop() { # component
+  local name=$1 pid i
+  pid=$(pid_of "$name") || { rm -f "$PIDS/$name.pid"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq $((STOP_GRACE * 10))); do
+    [ -e "/proc/$pid" ] || break
+    sleep 0.1
+  done
+  if [ -e "/proc/$pid" ]; then
+    log "  $name (pid $pid) ignored SIGTERM for ${STOP_GRACE}s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for i in $(seq 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+  fi
+  [ ! -e "/proc/$pid" ] || die "could not stop $name (pid $pid)"
+  rm -f "$PIDS/$name.pid"
+  log "  stopped $name (pid $pid)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# health
+
+curl_admin() { # path
+  curl -fsS --max-time 3 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$SERVER$1"
+}
+etcd_healthy() { curl -fsS --max-time 3 "http://$HOST:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+apiserver_ready() { [ "$(curl_admin /readyz)" = ok ]; }
+healthz_ok() { # port
+  [ "$(curl -fsS --max-time 3 --cacert "$PKI/ca.crt" "https://$HOST:$1/healthz")" = ok ]
+}
+
+healthy() { # quiet check of the whole cluster
+  local c
+  for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null || return 1; done
+  [ -f "$ATO_KUBECONFIG" ] && apiserver_ready && healthz_ok "$KWOK_PORT" || return 1
+  # kwok-node-0.. are Ready (one call; jsonpath prints "name=status" per node)
+  local ready
+  ready=$(kc get nodes -l type=kwok \
+    -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null) || return 1
+  [ "$(grep -c '=True$' <<<"$ready")" -ge "$NODE_COUNT" ]
+}
+
+# ---------------------------------------------------------------------------------------------
+# PKI: one CA signs every serving and client certificate. Kept across down/up.
+
+new_key() { # file [rsa]
+  if [ "${2:-}" = rsa ]; then
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null
+  else
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null
+  fi
+  chmod 600 "$1"
+}
+
+new_cert() { # name subject usage(server|client|both) [subjectAltName]
+  local name=$1 subj=$2 usage=$3 san=${4:-} eku ext
+  case $usage in
+    server) eku=serverAuth ;; client) eku=clientAuth ;; both) eku=serverAuth,clientAuth ;;
+  esac
+  ext="basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=$eku"
+  [ -z "$san" ] || ext+=$'\n'"subjectAltName=$san"
+  new_key "$PKI/$name.key"
+  openssl req -new -key "$PKI/$name.key" -subj "$subj" 2>/dev/null |
+    openssl x509 -req -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+      -days 3650 -extfile <(echo "$ext") -out "$PKI/$name.crt" 2>/dev/null
+  [ -s "$PKI/$name.crt" ] || die "could not issue certificate $name"
+}
+
+ensure_pki() {
+  [ -f "$PKI/.complete" ] && return
+  log "generating PKI in $PKI"
+  rm -rf "$PKI"
+  mkdir -p "$PKI"
+  new_key "$PKI/ca.key"
+  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=alert-triage-operator-cluster-ca" -days 3650 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$PKI/ca.crt" 2>/dev/null
+  new_cert apiserver "/CN=kube-apiserver" server \
+    "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1"
+  new_cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client/O=system:masters" client
+  new_cert admin "/CN=kubernetes-admin/O=system:masters" client
+  new_cert kube-controller-manager "/CN=system:kube-controller-manager" client
+  new_cert kube-scheduler "/CN=system:kube-scheduler" client
+  # kwok manages nodes, pods, leases and its own CRDs: it gets admin rights, like kwokctl's.
+  new_cert kwok "/CN=kwok-controller/O=system:masters" client
+  # The simulated kubelet endpoint the API server proxies `logs` to (https://localhost:KWOK_PORT).
+  new_cert kwok-serving "/CN=kwok-kubelet" server "DNS:localhost,IP:127.0.0.1"
+  new_key "$PKI/sa.key" rsa
+  openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  touch "$PKI/.complete"
+}
+
+write_kubeconfig() { # file user cert-name
+  local tmp="$1.tmp.$$"
+  cat >"$tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: ato
+  cluster:
+    server: $SERVER
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $2
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$3.crt")
+    client-key-data: $(base64 -w0 "$PKI/$3.key")
+contexts:
+- name: $2@ato
+  context:
+    cluster: ato
+    user: $2
+    namespace: default
+current-context: $2@ato
+EOF
+  chmod 600 "$tmp"
+  mv -f "$tmp" "$1"
+}
+
+ensure_user() { # name group...
+  local name=$1 subj="/CN=$1" g
+  shift
+  [[ $name =~ ^[a-z0-9][a-z0-9.-]*$ ]] || die "user name must be lowercase alphanumeric, '-' or '.': $name"
+  for g in "$@"; do subj+="/O=$g"; done
+  mkdir -p "$USERS"
+  # Re-issue only if the groups changed.
+  if [ "$(cat "$PKI/user-$name.subj" 2>/dev/null)" != "$subj" ] || [ ! -f "$PKI/user-$name.crt" ]; then
+    new_cert "user-$name" "$subj" client
+    echo "$subj" >"$PKI/user-$name.subj"
+  fi
+  write_kubeconfig "$USERS/$name.kubeconfig" "$name" "user-$name"
+}
+
+write_kubeconfigs() { # (ports may have changed since the PKI was made)
+  mkdir -p "$CONF"
+  write_kubeconfig "$ATO_KUBECONFIG" kubernetes-admin admin
+  local c
+  for c in kube-controller-manager kube-scheduler kwok; do
+    write_kubeconfig "$CONF/$c.kubeconfig" "$c" "$c"
+  done
+  local u
+  for u in "${DEFAULT_USERS[@]}"; do
+    # shellcheck disable=SC2046
+    ensure_user "${u%%:*}" $(tr , ' ' <<<"${u#*:}")
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# kwok's stages and CRDs, taken from the pinned kwok release's own module source.
+
+ensure_kwok_assets() {
+  [ -f "$KWOK_ASSETS/.complete" ] && return
+  command -v go >/dev/null || die "go is needed once to fetch kwok $KWOK_VERSION's stage and CRD files"
+  local src
+  src=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+    sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -d "$src/kustomize" ] || die "could not download sigs.k8s.io/kwok@$KWOK_VERSION"
+  rm -rf "$KWOK_ASSETS"
+  mkdir -p "$KWOK_ASSETS/stages" "$KWOK_ASSETS/crds"
+  # The default stage set kwokctl uses: fast node init, heartbeat with leases, fast pod lifecycle.
+  cp "$src/kustomize/stage/node/fast/node-initialize.yaml" \
+    "$src/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+    "$src/kustomize/stage/pod/fast/pod-ready.yaml" \
+    "$src/kustomize/stage/pod/fast/pod-complete.yaml" \
+    "$src/kustomize/stage/pod/fast/pod-delete.yaml" "$KWOK_ASSETS/stages/"
+  cp "$src/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" \
+    "$src/kustomize/crd/bases/kwok.x-k8s.io_clusterlogs.yaml" "$KWOK_ASSETS/crds/"
+  chmod -R u+w "$KWOK_ASSETS"
+  touch "$KWOK_ASSETS/.complete"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+node_manifest() { # index
+  local i=$1
+  cat <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    node-role.kubernetes.io/agent: ""
+spec:
+  podCIDR: 10.244.$i.0/24
+  podCIDRs: [10.244.$i.0/24]
+status:
+  addresses:
+  - type: InternalIP
+    address: 10.1.0.$((i + 1))
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  nodeInfo: {architecture: amd64, operatingSystem: linux}
+---
+EOF
+}
+
+cmd_up() {
+  local t0=$SECONDS
+  if healthy; then
+    log "cluster already up and healthy ($SERVER, kubeconfig $ATO_KUBECONFIG)"
+    return 0
+  fi
+  local c running=()
+  for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null && running+=("$c"); done
+  if [ ${#running[@]} -gt 0 ]; then
+    log "cluster is not healthy (running: ${running[*]}): restarting it from scratch"
+    cmd_down
+  fi
+
+  for c in "${COMPONENTS[@]}"; do [ -x "$(binary_of "$c")" ] || die "$(binary_of "$c") missing: run scripts/tools.sh"; done
+  mkdir -p "$LOGS" "$PIDS" "$CONF" "$PODLOGS"
+  ensure_pki
+  ensure_kwok_assets
+  write_kubeconfigs
+
+  log "starting etcd on $HOST:$ETCD_PORT (data on tmpfs: $ETCD_DATA_DIR)"
+  rm -rf "$ETCD_DATA_DIR"
+  start etcd --name=ato --data-dir="$ETCD_DATA_DIR" \
+    --listen-client-urls="http://$HOST:$ETCD_PORT" --advertise-client-urls="http://$HOST:$ETCD_PORT" \
+    --listen-peer-urls="http://$HOST:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://$HOST:$ETCD_PEER_PORT" \
+    --initial-cluster="ato=http://$HOST:$ETCD_PEER_PORT" --initial-cluster-state=new \
+    --unsafe-no-fsync --auto-compaction-retention=1 --quota-backend-bytes=4294967296 --log-level=warn
+  wait_for etcd "etcd /health" 30 etcd_healthy
+
+  log "starting kube-apiserver on $SERVER"
+  # --endpoint-reconciler-type=none: the advertised address is loopback, which the `kubernetes`
+  # Service's endpoints may not hold (nothing in this cluster dials it anyway).
+  start kube-apiserver \
+    --etcd-servers="http://$HOST:$ETCD_PORT" \
+    --bind-address=$HOST --advertise-address=$HOST --secure-port="$APISERVER_PORT" \
+    --endpoint-reconciler-type=none \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --authorization-mode=Node,RBAC \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=Hostname,InternalIP \
+    --allow-privileged=true --profiling=false
+  wait_for kube-apiserver "kube-apiserver /readyz" 90 apiserver_ready
+
+  log "installing kwok's Logs and ClusterLogs CRDs"
+  kc apply --server-side -f "$KWOK_ASSETS/crds/" >/dev/null || fail kube-apiserver "rejected kwok's CRDs"
+  kc wait --for=condition=Established --timeout=30s crd/logs.kwok.x-k8s.io crd/clusterlogs.kwok.x-k8s.io >/dev/null ||
+    fail kube-apiserver "did not establish kwok's CRDs"
+
+  log "starting kube-controller-manager and kube-scheduler"
+  local kcm="$CONF/kube-controller-manager.kubeconfig" sched="$CONF/kube-scheduler.kubeconfig"
+  start kube-controller-manager \
+    --kubeconfig="$kcm" --authentication-kubeconfig="$kcm" --authorization-kubeconfig="$kcm" \
+    --bind-address=$HOST --secure-port="$KCM_PORT" \
+    --leader-elect=false --controllers='*' --use-service-account-credentials=true \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --kube-api-qps=200 --kube-api-burst=400 --profiling=false
+  start kube-scheduler \
+    --kubeconfig="$sched" --authentication-kubeconfig="$sched" --authorization-kubeconfig="$sched" \
+    --bind-address=$HOST --secure-port="$SCHEDULER_PORT" --leader-elect=false --profiling=false
+
+  log "starting kwok (kubelet endpoint https://localhost:$KWOK_PORT) and $NODE_COUNT nodes"
+  local stage_flags=() s
+  for s in "$KWOK_ASSETS"/stages/*.yaml; do stage_flags+=("--config=$s"); done
+  # Every node's Hostname address is "localhost" and its kubelet port KWOK_PORT, so the API
+  # server reaches kwok's kubelet API (logs) at https://localhost:KWOK_PORT, verified by our CA.
+  start kwok "${stage_flags[@]}" \
+    --kubeconfig="$CONF/kwok.kubeconfig" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --enable-crds=Logs,ClusterLogs \
+    --node-name=localhost --node-port="$KWOK_PORT" --server-address="$HOST:$KWOK_PORT" \
+    --tls-cert-file="$PKI/kwok-serving.crt" --tls-private-key-file="$PKI/kwok-serving.key" \
+    --node-lease-duration-seconds=40 --cidr=10.0.0.0/16
+
+  local i manifest=""
+  for ((i = 0; i < NODE_COUNT; i++)); do manifest+=$(node_manifest "$i")$'\n'; done
+  kc apply -f - >/dev/null <<<"$manifest" || fail kube-apiserver "rejected the nodes"
+
+  wait_for kube-controller-manager "kube-controller-manager /healthz" 60 healthz_ok "$KCM_PORT"
+  wait_for kube-scheduler "kube-scheduler /healthz" 60 healthz_ok "$SCHEDULER_PORT"
+  wait_for kwok "kwok /healthz" 60 healthz_ok "$KWOK_PORT"
+  wait_for kwok "$NODE_COUNT Ready nodes" 60 nodes_ready
+  wait_for kube-controller-manager "ServiceAccount default/default" 60 kc get serviceaccount default -n default
+  log "cluster up in $((SECONDS - t0))s: export KUBECONFIG=$ATO_KUBECONFIG"
+}
+
+nodes_ready() {
+  local i
+  for ((i = 0; i < NODE_COUNT; i++)); do
+    [ "$(kc get node "kwok-node-$i" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ] || return 1
+  done
+}
+
+cmd_down() {
+  local i c
+  log "stopping the cluster"
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    c=${COMPONENTS[$i]}
+    stop "$c"
+  done
+  rm -rf "$ETCD_DATA_DIR" "$PODLOGS"
+  log "cluster down"
+}
+
+cmd_status() {
+  local c pid any=0
+  for c in "${COMPONENTS[@]}"; do
+    if pid=$(pid_of "$c"); then
+      printf '%-24s running  pid %-8s log %s\n' "$c" "$pid" "$LOGS/$c.log"
+      any=1
+    else
+      printf '%-24s stopped\n' "$c"
+    fi
+  done
+  [ $any = 1 ] || return 0
+  printf '%-24s %s\n' "api server" "$SERVER" "admin kubeconfig" "$ATO_KUBECONFIG" \
+    "user kubeconfigs" "$USERS/<name>.kubeconfig" "pod log files" "$PODLOGS"
+  if healthy; then echo "healthy: yes"; else echo "healthy: no"; fi
+  kc get nodes 2>/dev/null || true
+}
+
+cmd_user() { # name group...
+  [ $# -ge 1 ] || die "usage: $0 user NAME [GROUP...]"
+  ensure_pki
+  ensure_user "$@"
+  echo "$USERS/$1.kubeconfig"
+}
+
+cmd_env() {
+  printf '%s\n' "ATO_KUBECONFIG=$ATO_KUBECONFIG" "ATO_CLUSTER_DIR=$ATO_CLUSTER_DIR" "ATO_BIN=$ATO_BIN" \
+    "ATO_USERS_DIR=$USERS" "ATO_PODLOGS_DIR=$PODLOGS" "ATO_LOGS_DIR=$LOGS" "ATO_APISERVER=$SERVER"
+}
+
+# `up`, `down` and `user` take a lock so concurrent callers (two test binaries) do not race.
+locked() {
+  mkdir -p "$ATO_CLUSTER_DIR"
+  exec 9>"$ATO_CLUSTER_DIR/.lock"
+  flock 9
+  "$@"
+}
+
+case "${1:-}" in
+  up) locked cmd_up ;;
+  down) locked cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  user) shift; locked cmd_user "$@" ;;
+  *) die "usage: $0 up|down|status|env|user NAME [GROUP...]" ;;
+esac

@@ -1,0 +1,468 @@
+//! The `AlertTriage` custom resource (`triage.dev/v1alpha1`).
+//!
+//! Field names here are the public API contract (see DESIGN.md): users, docs and tests rely on
+//! them. Doc comments become the CRD's descriptions, so `kubectl explain` reads them to users.
+
+mod selector;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use selector::{SelectorOperator, SelectorRequirement, TargetSelector};
+
+pub const GROUP: &str = "triage.dev";
+pub const VERSION: &str = "v1alpha1";
+
+/// An alert to triage: the controller gathers evidence for it, applies a runbook and records the
+/// verdict in status. It may delete one pod, and only after a human approves that exact proposal.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "triage.dev",
+    version = "v1alpha1",
+    kind = "AlertTriage",
+    plural = "alerttriages",
+    shortname = "triage",
+    namespaced,
+    status = "AlertTriageStatus",
+    doc = "An alert to triage with a runbook; the verdict is recorded in status.",
+    printcolumn(name = "Alert", type_ = "string", json_path = ".spec.alert.name"),
+    printcolumn(name = "Runbook", type_ = "string", json_path = ".status.runbook"),
+    printcolumn(name = "Category", type_ = "string", json_path = ".status.classification.category"),
+    printcolumn(name = "Scope", type_ = "string", json_path = ".status.classification.scope"),
+    printcolumn(name = "Action", type_ = "string", json_path = ".status.recommendation.action"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertTriageSpec {
+    /// The firing alert, as the alerting system reported it.
+    pub alert: Alert,
+
+    /// The runbook to apply, by id (built in: `metering-token-exchange`,
+    /// `orchestrator-callback-errors`). When omitted, the runbook whose alert patterns match
+    /// `alert.name` is chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub runbook: Option<String>,
+
+    /// Which pods the evidence is gathered from.
+    #[serde(default)]
+    pub target: Target,
+
+    /// How far back to read logs and Events, as a duration between 1m and 24h (e.g. `30m`,
+    /// `1h`, `1h30m`). Defaults to the runbook's window. The window ends now, or at
+    /// `alert.startsAt` plus the window when that is earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 16), regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1m') && duration(self) <= duration('24h')").message("window must be a duration between 1m and 24h, e.g. 30m or 1h"))]
+    pub window: Option<String>,
+
+    /// Approves exactly one proposal: `proposal` must equal the current `status.proposal.id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+
+    /// Plan and record only: never act, even when approved.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The alert as received.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    /// The alert's name, e.g. `armada-cluster_error_metering_token_exchange` or
+    /// `ClusterSquadOrchestratorCallbackActionTimeErrors`.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = kube::core::Rule::new("self.trim() != ''").message("alert.name must not be blank"))]
+    pub name: String,
+
+    /// Every label the alert carried (service, region, operation, reason_code, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+
+    /// When the alert started firing; anchors the evidence window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Time>,
+}
+
+/// Where the evidence lives.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Namespace of the pods; defaults to the AlertTriage's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub namespace: Option<String>,
+
+    /// Label selector for the pods (same shape as a Kubernetes LabelSelector). When omitted,
+    /// the runbook's default selector is used; a runbook without one needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<TargetSelector>,
+
+    /// Only read this container's logs; all containers otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub container: Option<String>,
+}
+
+/// A human's approval of one proposal.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// The id of the proposal being approved (`status.proposal.id`).
+    #[schemars(length(min = 1, max = 128))]
+    pub proposal: String,
+    /// Who approves: the requesting user's name (the admission policy can enforce this).
+    #[schemars(length(min = 1, max = 253))]
+    pub approved_by: String,
+}
+
+/// Where a triage stands.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Pending,
+    Gathering,
+    AwaitingApproval,
+    Remediating,
+    Remediated,
+    RemediationFailed,
+    ApiKeyRotationRequired,
+    Escalated,
+    NoAction,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Gathering => "Gathering",
+            Phase::AwaitingApproval => "AwaitingApproval",
+            Phase::Remediating => "Remediating",
+            Phase::Remediated => "Remediated",
+            Phase::RemediationFailed => "RemediationFailed",
+            Phase::ApiKeyRotationRequired => "ApiKeyRotationRequired",
+            Phase::Escalated => "Escalated",
+            Phase::NoAction => "NoAction",
+        }
+    }
+}
+
+/// The kind of failure the runbook recognised.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    RateLimited,
+    AuthFailure,
+    NetworkFailure,
+    ClientIdNotAuthorized,
+    Unclassified,
+    NoEvidence,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::RateLimited => "RateLimited",
+            Category::AuthFailure => "AuthFailure",
+            Category::NetworkFailure => "NetworkFailure",
+            Category::ClientIdNotAuthorized => "ClientIdNotAuthorized",
+            Category::Unclassified => "Unclassified",
+            Category::NoEvidence => "NoEvidence",
+        }
+    }
+}
+
+/// How many of the target pods show the failure.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    SinglePod,
+    SomePods,
+    AllPods,
+    NoPods,
+}
+
+/// What the runbook says should happen.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    DeletePod,
+    RecordApiKeyRotation,
+    Escalate,
+    None,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::DeletePod => "DeletePod",
+            Action::RecordApiKeyRotation => "RecordApiKeyRotation",
+            Action::Escalate => "Escalate",
+            Action::None => "None",
+        }
+    }
+}
+
+/// Everything the controller learned; written by the controller only.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertTriageStatus {
+    /// Where the triage stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The generation of spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The runbook that was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
+    /// What kind of failure this is and how far it reaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Classification>,
+    /// What was looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+    /// What the runbook says to do, with its steps filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommendation: Option<Recommendation>,
+    /// The action awaiting approval, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<Proposal>,
+    /// Set when an API key must be rotated by a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_rotation: Option<ApiKeyRotation>,
+    /// The customer-impact notice from the runbook's template, filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<Notification>,
+    /// What was done to a pod, by whose approval, and how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<Remediation>,
+    /// Standard conditions: `Triaged`, `ActionRequired`, `Remediated`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The verdict.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Classification {
+    pub category: Category,
+    /// The HTTP status read from the matching errors, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    pub scope: Scope,
+    /// One sentence on why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// What the controller read to reach its verdict.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// The window used, as a duration (e.g. `1h`).
+    pub window: String,
+    /// Start of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// Namespace and selector the pods were found by.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub selector: String,
+    /// Log lines read across all pods and containers.
+    pub lines_scanned: u64,
+    /// Log bytes read across all pods and containers.
+    pub bytes_scanned: u64,
+    /// Per pod findings, failing pods first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodEvidence>,
+    /// Pods left out of `pods` to keep status small.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pods_omitted: u32,
+    /// Answers the runbook's "are the failures intermittent?".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermittency: Option<Intermittency>,
+    /// Other services named by the runbook that show the same signature in the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related_services: Vec<RelatedService>,
+    /// Anything that limited the evidence (a pod gone mid-gather, a byte limit reached, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One pod's facts and what its logs showed.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodEvidence {
+    pub name: String,
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub phase: String,
+    pub ready: bool,
+    pub restarts: i32,
+    /// Controller that owns the pod, as `Kind/name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// e.g. `CrashLoopBackOff`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
+    /// The last terminated container's reason and exit code, e.g. `Error (exit 1)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_termination: Option<String>,
+    /// Matching log lines per category.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub matches: BTreeMap<String, u64>,
+    /// A few matching lines, redacted and shortened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
+    /// Recent warning Events of the pod, as `Reason: message`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    pub lines_scanned: u64,
+    pub bytes_scanned: u64,
+    /// Why some of this pod's logs could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
+}
+
+/// Whether the failures come and go.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Intermittency {
+    /// Matching failure lines in the window.
+    pub failures: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Time>,
+    /// Lines showing the work succeeding, per marker (e.g. `Worker metering started`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub success_markers: BTreeMap<String, u64>,
+    /// True when successes were seen alongside the failures.
+    pub intermittent: bool,
+}
+
+/// Another service seen with the same signature.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RelatedService {
+    pub service: String,
+    /// Pods of the service that were visible and read.
+    pub pods: u32,
+    /// Matching lines across those pods.
+    pub matches: u64,
+}
+
+/// The runbook's recommendation.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Recommendation {
+    pub action: Action,
+    /// The team to page, when escalating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    pub reason: String,
+    /// The runbook's next steps with real values filled in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_steps: Vec<String>,
+}
+
+/// An action that waits for a human's approval.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Proposal {
+    /// Stable for this generation, pod UID and action; approve it by copying it into
+    /// `spec.approval.proposal`.
+    pub id: String,
+    pub action: Action,
+    pub pod: String,
+    #[serde(rename = "podUID")]
+    pub pod_uid: String,
+    pub expires_at: Time,
+}
+
+/// An API key a person must rotate; the operator never rotates keys itself.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRotation {
+    pub required: bool,
+    pub reason: String,
+    /// Controller IDs seen in the matching log lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controller_ids: Vec<String>,
+    /// The account to target (from the environment's info ConfigMap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The resource group to target (from the environment's info ConfigMap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_group: Option<String>,
+    /// Where account and resource group were read from, or why they could not be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The runbook's steps with these values filled in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// What must follow the rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_up: Vec<String>,
+}
+
+/// A customer-impact notice, ready to send.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub title: String,
+    pub body: String,
+}
+
+/// What was done to a pod.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Remediation {
+    pub action: String,
+    pub proposal: String,
+    pub pod: String,
+    #[serde(rename = "podUID")]
+    pub pod_uid: String,
+    pub approved_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// `InProgress`, `Succeeded`, `Failed`, `Blocked`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    let obj = schema.ensure_object();
+    obj.insert("x-kubernetes-list-type".into(), "map".into());
+    obj.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema
+}
+
+/// The CRD as YAML, exactly as committed under `crds/`.
+pub fn crd_yaml() -> String {
+    let crd = AlertTriage::crd();
+    let mut out = String::from("# Generated by `alert-triage-operator crd`; do not edit by hand.\n");
+    out.push_str(&serde_yaml::to_string(&crd).expect("a CRD always serialises"));
+    out
+}
+
+impl AlertTriage {
+    /// The namespace the target pods live in.
+    pub fn target_namespace(&self) -> Option<&str> {
+        self.spec
+            .target
+            .namespace
+            .as_deref()
+            .or(self.metadata.namespace.as_deref())
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", alert_triage_operator::crd::crd_yaml());
+}
