@@ -9,6 +9,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+const LABEL_VALUE: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$";
 const LABEL_KEY: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
 
 /// Selects pods by labels; both parts must match (AND).
@@ -18,9 +19,7 @@ const LABEL_KEY: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 pub struct TargetSelector {
     /// Label key to exact value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 32))]
-    #[x_kube(validation = kube::core::Rule::new(r"self.all(k, size(k) <= 253 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$'))").message("matchLabels keys must be valid label keys"))]
-    #[x_kube(validation = kube::core::Rule::new(r"self.all(k, size(self[k]) <= 63 && self[k].matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))").message("matchLabels values must be valid label values (at most 63 characters: letters, digits, '-', '_', '.')"))]
+    #[schemars(schema_with = "match_labels_schema")]
     pub match_labels: BTreeMap<String, String>,
 
     /// Set-based requirements.
@@ -43,6 +42,24 @@ pub struct SelectorRequirement {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 63)))]
     pub values: Vec<String>,
+}
+
+/// Values are checked by pattern rather than CEL: a CEL rule over every value of a map costs
+/// more than the API server's budget allows.
+fn match_labels_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 32,
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": LABEL_VALUE,
+        },
+        "x-kubernetes-validations": [{
+            "rule": format!("self.all(k, size(k) <= 253 && k.matches('{}'))", LABEL_KEY.replace('\\', "\\\\")),
+            "message": "matchLabels keys must be valid label keys (an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_', '.')",
+        }],
+    })
 }
 
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
