@@ -9,6 +9,7 @@
 #   scripts/cluster.sh user NAME [GROUP...]   mint a client-certificate kubeconfig for a user
 #   scripts/cluster.sh env                    print the paths and address (KEY=VALUE lines)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 # Every listener is on loopback. Ports can be overridden from the environment.
@@ -21,7 +22,6 @@ KWOK_PORT="${ATO_KWOK_PORT:-16250}"
 NODE_COUNT="${ATO_KWOK_NODES:-2}"
 # etcd keeps its data on tmpfs: fast, and gone after `down` (every `up` is a fresh cluster).
 ETCD_DATA_DIR="${ATO_ETCD_DATA_DIR:-/dev/shm/alert-triage-operator-etcd-$(id -u)}"
-UP_TIMEOUT="${ATO_UP_TIMEOUT:-120}"
 STOP_GRACE="${ATO_STOP_GRACE:-10}"
 
 HOST=127.0.0.1
@@ -33,7 +33,7 @@ CONF="$ATO_CLUSTER_DIR/conf"
 USERS="$ATO_CLUSTER_DIR/users"
 PODLOGS="$ATO_CLUSTER_DIR/podlogs"
 KWOK_ASSETS="$ATO_CACHE/share/kwok-$KWOK_VERSION"
-# Start order; `down` stops in reverse.
+# Start order.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 # Users every `up` provides (tests grant them RBAC themselves): name:group[,group...]
 DEFAULT_USERS=(alice:triage-approvers bob:triage-viewers)
@@ -66,19 +66,29 @@ start() { # component args...
   [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.prev"
   # setsid: the cluster outlives the shell (or test run) that started it and ignores its ^C.
   # The wrapper writes its own pid, which `exec` hands on to the component.
+  # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
   setsid bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "$bin" "$@" \
     </dev/null >"$LOGS/$name.log" 2>&1 9>&- &
   local i
-  for i in $(seq 50); do pid_of "$name" >/dev/null && return 0; sleep 0.1; done
+  for i in $(seq 50); do
+    pid_of "$name" >/dev/null && return 0
+    [ ! -s "$PIDS/$name.pid" ] || [ -e "/proc/$(cat "$PIDS/$name.pid")" ] || fail "$name" "exited right after starting"
+    sleep 0.1
+  done
   fail "$name" "did not start"
 }
 
 fail() { # component message
-  printf 'error: %s %s\n' "$1" "$2" >&2
   if [ -f "$LOGS/$1.log" ]; then
     printf -- '----- last lines of %s -----\n' "$LOGS/$1.log" >&2
     tail -n 40 "$LOGS/$1.log" >&2
     printf -- '-----\n' >&2
+  fi
+  printf 'error: %s %s (log: %s)\n' "$1" "$2" "$LOGS/$1.log" >&2
+  if [ "${UP_IN_PROGRESS:-}" = 1 ]; then
+    UP_IN_PROGRESS=0
+    log "cluster up failed: stopping what was started (logs stay in $LOGS)"
+    cmd_down 2>&1 | sed 's/^/  /' >&2 || true
   fi
   exit 1
 }
@@ -93,22 +103,38 @@ wait_for() { # component what timeout-seconds command...
   done
 }
 
-stop() { # component
-  local name=$1 pid i
-  pid=$(pid_of "$name") || { rm -f "$PIDS/$name.pid"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
+stop() { # component... : SIGTERM them together, wait, SIGKILL whatever outlives the grace period
+  local name pid i alive=() names=()
+  for name in "$@"; do
+    if pid=$(pid_of "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      alive+=("$pid") names+=("$name")
+    else
+      rm -f "$PIDS/$name.pid"
+    fi
+  done
+  [ ${#alive[@]} -gt 0 ] || return 0
   for i in $(seq $((STOP_GRACE * 10))); do
-    [ -e "/proc/$pid" ] || break
+    gone "${alive[@]}" && break
     sleep 0.1
   done
-  if [ -e "/proc/$pid" ]; then
-    log "  $name (pid $pid) ignored SIGTERM for ${STOP_GRACE}s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for i in $(seq 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
-  fi
-  [ ! -e "/proc/$pid" ] || die "could not stop $name (pid $pid)"
-  rm -f "$PIDS/$name.pid"
-  log "  stopped $name (pid $pid)"
+  for i in "${!alive[@]}"; do
+    if [ -e "/proc/${alive[$i]}" ]; then
+      log "  ${names[$i]} (pid ${alive[$i]}) ignored SIGTERM for ${STOP_GRACE}s: SIGKILL"
+      kill -KILL "${alive[$i]}" 2>/dev/null || true
+    fi
+  done
+  for i in $(seq 50); do gone "${alive[@]}" && break; sleep 0.1; done
+  for i in "${!alive[@]}"; do
+    [ ! -e "/proc/${alive[$i]}" ] || die "could not stop ${names[$i]} (pid ${alive[$i]})"
+    rm -f "$PIDS/${names[$i]}.pid"
+    log "  stopped ${names[$i]} (pid ${alive[$i]})"
+  done
+}
+
+gone() { # pid... : none of them exists any more
+  local p
+  for p in "$@"; do [ ! -e "/proc/$p" ] || return 1; done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -157,33 +183,49 @@ extendedKeyUsage=$eku"
   [ -z "$san" ] || ext+=$'\n'"subjectAltName=$san"
   new_key "$PKI/$name.key"
   openssl req -new -key "$PKI/$name.key" -subj "$subj" 2>/dev/null |
-    openssl x509 -req -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+    openssl x509 -req -CA "$PKI/${CA:-ca}.crt" -CAkey "$PKI/${CA:-ca}.key" -set_serial "0x$(openssl rand -hex 16)" \
       -days 3650 -extfile <(echo "$ext") -out "$PKI/$name.crt" 2>/dev/null
   [ -s "$PKI/$name.crt" ] || die "could not issue certificate $name"
 }
 
 ensure_pki() {
-  [ -f "$PKI/.complete" ] && return
-  log "generating PKI in $PKI"
-  rm -rf "$PKI"
-  mkdir -p "$PKI"
-  new_key "$PKI/ca.key"
-  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=alert-triage-operator-cluster-ca" -days 3650 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-    -out "$PKI/ca.crt" 2>/dev/null
-  new_cert apiserver "/CN=kube-apiserver" server \
-    "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1"
-  new_cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client/O=system:masters" client
-  new_cert admin "/CN=kubernetes-admin/O=system:masters" client
-  new_cert kube-controller-manager "/CN=system:kube-controller-manager" client
-  new_cert kube-scheduler "/CN=system:kube-scheduler" client
+  if [ ! -f "$PKI/ca.crt" ] || [ ! -f "$PKI/ca.key" ]; then
+    log "generating PKI in $PKI"
+    rm -rf "$PKI"
+    mkdir -p "$PKI"
+    new_key "$PKI/ca.key"
+    openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=alert-triage-operator-cluster-ca" -days 3650 \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$PKI/ca.crt" 2>/dev/null
+  fi
+  # Each certificate is issued once, when missing.
+  local loopback="DNS:localhost,IP:127.0.0.1"
+  issue() { [ -f "$PKI/$1.crt" ] || new_cert "$@"; }
+  issue apiserver "/CN=kube-apiserver" server \
+    "$loopback,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1"
+  issue apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client/O=system:masters" client
+  issue admin "/CN=kubernetes-admin/O=system:masters" client
+  issue kube-controller-manager "/CN=system:kube-controller-manager" client
+  issue kube-controller-manager-serving "/CN=kube-controller-manager" server "$loopback"
+  issue kube-scheduler "/CN=system:kube-scheduler" client
+  issue kube-scheduler-serving "/CN=kube-scheduler" server "$loopback"
   # kwok manages nodes, pods, leases and its own CRDs: it gets admin rights, like kwokctl's.
-  new_cert kwok "/CN=kwok-controller/O=system:masters" client
+  issue kwok "/CN=kwok-controller/O=system:masters" client
   # The simulated kubelet endpoint the API server proxies `logs` to (https://localhost:KWOK_PORT).
-  new_cert kwok-serving "/CN=kwok-kubelet" server "DNS:localhost,IP:127.0.0.1"
-  new_key "$PKI/sa.key" rsa
-  openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
-  touch "$PKI/.complete"
+  issue kwok-serving "/CN=kwok-kubelet" server "$loopback"
+  # Aggregation layer (requestheader authentication) gets its own CA, as kubeadm does.
+  if [ ! -f "$PKI/front-proxy-ca.crt" ]; then
+    new_key "$PKI/front-proxy-ca.key"
+    openssl req -x509 -new -key "$PKI/front-proxy-ca.key" -subj "/CN=alert-triage-operator-front-proxy-ca" -days 3650 \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$PKI/front-proxy-ca.crt" 2>/dev/null
+    rm -f "$PKI/front-proxy-client.crt"
+  fi
+  [ -f "$PKI/front-proxy-client.crt" ] || CA=front-proxy-ca new_cert front-proxy-client "/CN=front-proxy-client" client
+  if [ ! -f "$PKI/sa.pub" ]; then
+    new_key "$PKI/sa.key" rsa
+    openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  fi
 }
 
 write_kubeconfig() { # file user cert-name
@@ -310,7 +352,9 @@ cmd_up() {
     cmd_down
   fi
 
+  UP_IN_PROGRESS=1
   for c in "${COMPONENTS[@]}"; do [ -x "$(binary_of "$c")" ] || die "$(binary_of "$c") missing: run scripts/tools.sh"; done
+  rm -rf "$PODLOGS" # a fresh cluster has no pods
   mkdir -p "$LOGS" "$PIDS" "$CONF" "$PODLOGS"
   ensure_pki
   ensure_kwok_assets
@@ -340,6 +384,10 @@ cmd_up() {
     --service-cluster-ip-range=10.96.0.0/16 \
     --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=Hostname,InternalIP \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --allow-privileged=true --profiling=false
   wait_for kube-apiserver "kube-apiserver /readyz" 90 apiserver_ready
 
@@ -353,13 +401,16 @@ cmd_up() {
   start kube-controller-manager \
     --kubeconfig="$kcm" --authentication-kubeconfig="$kcm" --authorization-kubeconfig="$kcm" \
     --bind-address=$HOST --secure-port="$KCM_PORT" \
+    --tls-cert-file="$PKI/kube-controller-manager-serving.crt" --tls-private-key-file="$PKI/kube-controller-manager-serving.key" \
     --leader-elect=false --controllers='*' --use-service-account-credentials=true \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
     --kube-api-qps=200 --kube-api-burst=400 --profiling=false
   start kube-scheduler \
     --kubeconfig="$sched" --authentication-kubeconfig="$sched" --authorization-kubeconfig="$sched" \
-    --bind-address=$HOST --secure-port="$SCHEDULER_PORT" --leader-elect=false --profiling=false
+    --bind-address=$HOST --secure-port="$SCHEDULER_PORT" \
+    --tls-cert-file="$PKI/kube-scheduler-serving.crt" --tls-private-key-file="$PKI/kube-scheduler-serving.key" \
+    --leader-elect=false --profiling=false
 
   log "starting kwok (kubelet endpoint https://localhost:$KWOK_PORT) and $NODE_COUNT nodes"
   local stage_flags=() s
@@ -383,6 +434,7 @@ cmd_up() {
   wait_for kwok "kwok /healthz" 60 healthz_ok "$KWOK_PORT"
   wait_for kwok "$NODE_COUNT Ready nodes" 60 nodes_ready
   wait_for kube-controller-manager "ServiceAccount default/default" 60 kc get serviceaccount default -n default
+  UP_IN_PROGRESS=0
   log "cluster up in $((SECONDS - t0))s: export KUBECONFIG=$ATO_KUBECONFIG"
 }
 
@@ -394,12 +446,11 @@ nodes_ready() {
 }
 
 cmd_down() {
-  local i c
   log "stopping the cluster"
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    c=${COMPONENTS[$i]}
-    stop "$c"
-  done
+  # Clients of the API server first (together), then the API server, then etcd.
+  stop kwok kube-scheduler kube-controller-manager
+  stop kube-apiserver
+  stop etcd
   rm -rf "$ETCD_DATA_DIR" "$PODLOGS"
   log "cluster down"
 }

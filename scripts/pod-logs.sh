@@ -21,6 +21,7 @@
 #   --no-wait            do not wait until the API server serves the log
 # DURATION: a number with unit ns, us, ms, s, m or h (e.g. 90s, 1h, 250ms).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 usage() { sed -n '2,24s/^# \{0,1\}//p' "$0" >&2; exit 2; }

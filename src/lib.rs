@@ -1,4 +1,34 @@
 //! alert-triage-operator: turns SRE runbooks into a Kubernetes controller.
+//!
+//! The pure core (runbooks, scanning, verdicts, redaction) has no I/O; `evidence` and
+//! `controller` hold the `kube::Client`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod controller;
 pub mod crd;
+pub mod evidence;
+pub mod redact;
+pub mod replay;
+pub mod runbook;
+pub mod telemetry;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+/// A client for the cluster in `kubeconfig`, else KUBECONFIG / in-cluster configuration.
+pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}

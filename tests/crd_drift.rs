@@ -2,7 +2,10 @@
 
 #[test]
 fn committed_crd_matches_the_rust_types() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/alerttriages.triage.dev.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/alerttriages.triage.dev.yaml"
+    );
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     let generated = alert_triage_operator::crd::crd_yaml();
     assert!(

@@ -155,7 +155,11 @@ mod tests {
         assert_eq!(sel.to_query(), "app=metering,tier in (a,b),!canary");
         assert!(sel.matches(&labels(&[("app", "metering"), ("tier", "a")])));
         assert!(!sel.matches(&labels(&[("app", "metering"), ("tier", "c")])));
-        assert!(!sel.matches(&labels(&[("app", "metering"), ("tier", "a"), ("canary", "1")])));
+        assert!(!sel.matches(&labels(&[
+            ("app", "metering"),
+            ("tier", "a"),
+            ("canary", "1")
+        ])));
         assert!(!sel.matches(&labels(&[("tier", "a")])));
     }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The project's one test command: format, lints, unit tests and the integration tests against
+# the local simulated cluster (started here if none is running, stopped again afterwards).
+# Fails loudly when anything it needs is missing: no test is skipped for want of a cluster.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ATO_ROOT"
+
+for tool in go cargo openssl; do
+  command -v "$tool" >/dev/null || die "$tool is required but not installed"
+done
+for component in rustfmt clippy; do
+  cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$component"
+done
+
+"$ATO_ROOT/scripts/tools.sh"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+if [ -n "${ATO_TEST_KUBECONFIG:-}" ]; then
+  log "using the cluster in $ATO_TEST_KUBECONFIG"
+else
+  started_here=""
+  if ! "$ATO_ROOT/scripts/cluster.sh" status >/dev/null 2>&1; then
+    started_here=yes
+  fi
+  "$ATO_ROOT/scripts/cluster.sh" up || die "the local cluster did not start; see $ATO_CLUSTER_DIR/logs"
+  if [ -n "$started_here" ]; then
+    trap '"$ATO_ROOT/scripts/cluster.sh" down' EXIT
+  fi
+  export ATO_TEST_KUBECONFIG="$ATO_KUBECONFIG"
+fi
+
+log "cargo test"
+cargo test --all-targets --locked

@@ -1,0 +1,118 @@
+//! Command line: every flag can also be set from an `ATO_*` environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::replay::ReplayArgs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "alert-triage-operator",
+    version,
+    about = "Triage alerts with runbooks, in Kubernetes"
+)]
+pub struct Cli {
+    /// Log output format.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "plain",
+        env = "ATO_LOG_FORMAT",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller against the cluster in KUBECONFIG (or in-cluster config).
+    Run(RunArgs),
+    /// Print the AlertTriage CustomResourceDefinition as YAML (what `crds/` holds).
+    Crd,
+    /// Replay a folder of log files against a runbook and print the verdict.
+    Replay(ReplayArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// How the controller behaves; the defaults are the safe ones.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Only watch AlertTriages (and read pods) in these namespaces; all namespaces when empty.
+    #[arg(long, env = "ATO_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Most log bytes read per container (and per previous container) in one triage.
+    #[arg(long, env = "ATO_LOG_BYTE_LIMIT", default_value_t = 8 * 1024 * 1024)]
+    pub log_byte_limit: u64,
+
+    /// How many pods are read at the same time.
+    #[arg(long, env = "ATO_POD_CONCURRENCY", default_value_t = 4)]
+    pub pod_concurrency: usize,
+
+    /// The environment's info ConfigMap, as NAME or NAMESPACE/NAME, instead of the one the
+    /// runbook names (`armada-info`). Without a namespace it is read from the target namespace.
+    #[arg(long, env = "ATO_INFO_CONFIGMAP")]
+    pub info_configmap: Option<String>,
+
+    /// How long a proposal waits for approval before it expires.
+    #[arg(long, env = "ATO_PROPOSAL_TTL", default_value = "30m", value_parser = parse_duration)]
+    pub proposal_ttl: Duration,
+
+    /// Largest status the controller writes, in bytes; evidence is trimmed to fit.
+    #[arg(long, env = "ATO_STATUS_BYTE_LIMIT", default_value_t = 32 * 1024)]
+    pub status_byte_limit: usize,
+
+    /// Where the cluster's kubeconfig is, when not in-cluster (KUBECONFIG works too).
+    #[arg(long, env = "ATO_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: kube::core::Duration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 30m or 1h: {e}"))?;
+    if d.is_negative() {
+        return Err(format!("{s:?} must not be negative"));
+    }
+    Ok(d.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-5m").is_err());
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run").expect("run subcommand");
+        for arg in run.get_arguments() {
+            if arg.get_id() == "help" || arg.get_id() == "version" {
+                continue;
+            }
+            assert!(
+                arg.get_env().is_some(),
+                "flag --{} has no env var",
+                arg.get_id()
+            );
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Gathers what a human would look at: the target pods' state, their recent warning Events and
+//! their logs in the window. Logs are streamed straight into the runbook's scanner, so memory
+//! stays bounded however large a log is.
+
+mod pods;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::AsyncBufReadExt;
+use futures::{StreamExt, stream};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use kube::Client;
+use kube::api::{Api, ListParams, LogParams};
+use tracing::{debug, instrument};
+
+use crate::crd::{PodEvidence, TargetSelector};
+use crate::redact::redact;
+use crate::runbook::{CompiledRunbook, LogScanner, StreamFindings};
+
+pub use pods::{PodFacts, is_ready};
+
+/// Warning Events kept per pod; the newest ones.
+const EVENTS_PER_POD: usize = 5;
+/// Pods read per related service; enough to say whether it shows the signature.
+const RELATED_PODS_PER_SERVICE: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("listing pods in {namespace} with {selector}: {source}")]
+    ListPods {
+        namespace: String,
+        selector: String,
+        source: kube::Error,
+    },
+    #[error("listing Events in {namespace}: {source}")]
+    ListEvents {
+        namespace: String,
+        source: kube::Error,
+    },
+}
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub namespace: String,
+    pub selector: TargetSelector,
+    pub container: Option<String>,
+    pub since: Timestamp,
+    pub log_byte_limit: u64,
+    pub concurrency: usize,
+}
+
+/// One pod's facts and scan results.
+#[derive(Debug, Clone)]
+pub struct GatheredPod {
+    pub facts: PodFacts,
+    pub findings: StreamFindings,
+    pub events: Vec<String>,
+    pub log_errors: Vec<String>,
+}
+
+impl GatheredPod {
+    pub fn to_evidence(&self) -> PodEvidence {
+        let f = &self.facts;
+        PodEvidence {
+            name: f.name.clone(),
+            uid: f.uid.clone(),
+            phase: f.phase.clone(),
+            ready: f.ready,
+            restarts: f.restarts,
+            owner: f.owner.clone(),
+            waiting_reason: f.waiting_reason.clone(),
+            last_termination: f.last_termination.clone(),
+            matches: self
+                .findings
+                .matches
+                .iter()
+                .map(|(c, n)| (c.as_str().to_string(), *n))
+                .collect(),
+            samples: self.findings.samples.clone(),
+            events: self.events.clone(),
+            lines_scanned: self.findings.lines,
+            bytes_scanned: self.findings.bytes,
+            log_error: (!self.log_errors.is_empty()).then(|| self.log_errors.join("; ")),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Gathered {
+    pub pods: Vec<GatheredPod>,
+    /// Anything that limited the evidence, in words for status.
+    pub notes: Vec<String>,
+}
+
+/// Reads the target pods, their Events and logs.
+#[instrument(skip_all, fields(namespace = %plan.namespace, selector = %plan.selector.to_query()))]
+pub async fn gather(
+    client: &Client,
+    plan: &Plan,
+    runbook: &CompiledRunbook,
+) -> Result<Gathered, Error> {
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &plan.namespace);
+    let selector = plan.selector.to_query();
+    let list = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::ListPods {
+            namespace: plan.namespace.clone(),
+            selector: selector.clone(),
+            source,
+        })?;
+    let pods: Vec<Pod> = list.items;
+    debug!(pods = pods.len(), "found target pods");
+
+    let events = warning_events(client, &plan.namespace, plan.since).await?;
+
+    let results: Vec<(GatheredPod, Option<String>)> = stream::iter(pods)
+        .map(|pod| gather_pod(&pods_api, pod, plan, runbook, &events))
+        .buffer_unordered(plan.concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut gathered = Gathered::default();
+    for (pod, note) in results {
+        if let Some(note) = note {
+            gathered.notes.push(note);
+        }
+        gathered.pods.push(pod);
+    }
+    // Stable order for status: failing pods first, then by name.
+    gathered.pods.sort_by(|a, b| {
+        b.findings
+            .failures()
+            .cmp(&a.findings.failures())
+            .then_with(|| a.facts.name.cmp(&b.facts.name))
+    });
+    Ok(gathered)
+}
+
+async fn gather_pod(
+    api: &Api<Pod>,
+    pod: Pod,
+    plan: &Plan,
+    runbook: &CompiledRunbook,
+    events: &BTreeMap<String, Vec<String>>,
+) -> (GatheredPod, Option<String>) {
+    let facts = PodFacts::from_pod(&pod);
+    let pod_events = events.get(&facts.uid).cloned().unwrap_or_default();
+    let mut scanner = runbook.scanner();
+    let outcome = read_pod_logs(api, &pod, plan, &mut scanner).await;
+    let gathered = GatheredPod {
+        findings: scanner.finish(),
+        facts,
+        events: pod_events,
+        log_errors: outcome.errors,
+    };
+    (gathered, outcome.note)
+}
+
+/// Pods of the runbook's related services in the namespace (other than the target pods), scanned
+/// for the related signature. Returns (service, pods read, findings) per service that has pods.
+#[instrument(skip_all, fields(namespace = %plan.namespace))]
+pub async fn gather_related(
+    client: &Client,
+    plan: &Plan,
+    runbook: &CompiledRunbook,
+    label_key: &str,
+    services: &[String],
+    exclude_uids: &BTreeSet<String>,
+) -> Result<Vec<(String, u32, StreamFindings)>, Error> {
+    if services.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &plan.namespace);
+    let selector = format!("{label_key} in ({})", services.join(","));
+    let list = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::ListPods {
+            namespace: plan.namespace.clone(),
+            selector: selector.clone(),
+            source,
+        })?;
+    let mut by_service: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+    for pod in list.items {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if exclude_uids.contains(&uid) {
+            continue;
+        }
+        let service = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(label_key))
+            .cloned()
+            .unwrap_or_default();
+        let group = by_service.entry(service).or_default();
+        if group.len() < RELATED_PODS_PER_SERVICE {
+            group.push(pod);
+        }
+    }
+    let mut out = Vec::new();
+    for (service, pods) in by_service {
+        let mut findings = StreamFindings::default();
+        for pod in &pods {
+            let mut scanner = runbook.related_scanner();
+            read_pod_logs(&pods_api, pod, plan, &mut scanner).await;
+            findings.merge(scanner.finish());
+        }
+        out.push((service, pods.len() as u32, findings));
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct LogOutcome {
+    errors: Vec<String>,
+    note: Option<String>,
+}
+
+/// Streams each selected container's logs (and the previous container's, after a restart) into
+/// the scanner. Problems are recorded, never fatal: one unreadable pod must not hide the others.
+async fn read_pod_logs(
+    api: &Api<Pod>,
+    pod: &Pod,
+    plan: &Plan,
+    scanner: &mut LogScanner<'_>,
+) -> LogOutcome {
+    let mut outcome = LogOutcome::default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let containers = pods::containers(pod);
+    let selected: Vec<&pods::ContainerInfo> = match &plan.container {
+        Some(wanted) => {
+            let found: Vec<_> = containers.iter().filter(|c| &c.name == wanted).collect();
+            if found.is_empty() {
+                outcome
+                    .errors
+                    .push(format!("pod has no container named {wanted:?}"));
+            }
+            found
+        }
+        None => containers.iter().collect(),
+    };
+    for container in selected {
+        let mut passes = vec![false];
+        if container.restarts > 0 {
+            passes.push(true);
+        }
+        for previous in passes {
+            let params = LogParams {
+                container: Some(container.name.clone()),
+                previous,
+                since_time: Some(plan.since),
+                limit_bytes: Some(plan.log_byte_limit as i64),
+                timestamps: true,
+                ..LogParams::default()
+            };
+            match stream_into(api, &name, &params, plan.log_byte_limit, scanner).await {
+                Ok(read) if read >= plan.log_byte_limit => outcome.errors.push(format!(
+                    "{}{}: stopped at the {} byte limit",
+                    container.name,
+                    if previous { " (previous)" } else { "" },
+                    plan.log_byte_limit
+                )),
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 && !previous => {
+                    outcome.note = Some(format!(
+                        "pod {name} disappeared while its logs were being read"
+                    ));
+                    return outcome;
+                }
+                Err(e) => outcome.errors.push(format!(
+                    "{}{}: {}",
+                    container.name,
+                    if previous { " (previous)" } else { "" },
+                    redact(&short_error(&e))
+                )),
+            }
+        }
+    }
+    outcome
+}
+
+/// Reads at most `limit` bytes of one log stream into the scanner, chunk by chunk.
+async fn stream_into(
+    api: &Api<Pod>,
+    pod: &str,
+    params: &LogParams,
+    limit: u64,
+    scanner: &mut LogScanner<'_>,
+) -> Result<u64, kube::Error> {
+    let stream = api.log_stream(pod, params).await?;
+    let mut stream = std::pin::pin!(stream);
+    let mut read: u64 = 0;
+    loop {
+        let buf = stream.fill_buf().await.map_err(kube::Error::ReadEvents)?;
+        if buf.is_empty() {
+            break;
+        }
+        let take = buf.len().min((limit - read) as usize);
+        scanner.push(&buf[..take]);
+        stream.as_mut().consume_unpin(take);
+        read += take as u64;
+        if read >= limit {
+            break;
+        }
+    }
+    Ok(read)
+}
+
+fn short_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}
+
+/// Warning Events of pods in the namespace since the window started, newest first, by pod UID.
+async fn warning_events(
+    client: &Client,
+    namespace: &str,
+    since: Timestamp,
+) -> Result<BTreeMap<String, Vec<String>>, Error> {
+    let api: Api<CoreEvent> = Api::namespaced(client.clone(), namespace);
+    let list = api
+        .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
+        .await
+        .map_err(|source| Error::ListEvents {
+            namespace: namespace.to_string(),
+            source,
+        })?;
+    let mut events: Vec<&CoreEvent> = list
+        .items
+        .iter()
+        .filter(|e| event_time(e).is_none_or(|t| t >= since))
+        .collect();
+    events.sort_by_key(|e| std::cmp::Reverse(event_time(e)));
+    let mut by_uid: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in events {
+        let Some(uid) = e.involved_object.uid.clone() else {
+            continue;
+        };
+        let list = by_uid.entry(uid).or_default();
+        if list.len() < EVENTS_PER_POD {
+            let reason = e.reason.as_deref().unwrap_or("Unknown");
+            let message: String = e
+                .message
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect();
+            let count = e.count.unwrap_or(1);
+            let times = if count > 1 {
+                format!(" (x{count})")
+            } else {
+                String::new()
+            };
+            list.push(format!("{reason}: {}{times}", redact(&message)));
+        }
+    }
+    Ok(by_uid)
+}
+
+fn event_time(e: &CoreEvent) -> Option<Timestamp> {
+    e.last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}

@@ -1,0 +1,414 @@
+//! Offline replay: a folder of log files through a runbook, the way `promtool test rules`
+//! tests alert rules. It runs the same scanner and engine as the controller.
+//!
+//! Folder layout (files other than these are ignored):
+//! - `<pod>.log` or `<pod>/<container>.log`: a target pod's logs (containers are merged);
+//! - `pods.yaml` (optional): `<pod>: {ready: false}`; pods are Ready unless it says otherwise,
+//!   and a pod listed here without logs is a pod whose logs were empty;
+//! - `env-info.yaml` (optional): the environment's info ConfigMap data (`KEY: value`);
+//! - `related/<service>/<pod>.log` (optional): pods of other services the runbook names.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::crd::{Alert, AlertTriageSpec};
+use crate::runbook::{
+    AssessInput, Catalog, CompiledRunbook, EnvInfo, LogScanner, PodInput, RelatedInput,
+    StreamFindings, Verdict,
+};
+
+const CHUNK: usize = 64 * 1024;
+const RELATED_DIR: &str = "related";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+/// Replay a folder of log files against a runbook and print the verdict.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// Folder of log files: `<pod>.log` or `<pod>/<container>.log`, optional `pods.yaml`,
+    /// `env-info.yaml` and `related/<service>/<pod>.log`.
+    #[arg(long, env = "REPLAY_LOGS")]
+    pub logs: PathBuf,
+    /// YAML file with the alert (`name`, `labels`, `startsAt`) or a whole AlertTriage manifest.
+    #[arg(long, env = "REPLAY_ALERT")]
+    pub alert: PathBuf,
+    /// Runbook id; otherwise the manifest's `spec.runbook`, otherwise chosen by the alert.
+    #[arg(long, env = "REPLAY_RUNBOOK")]
+    pub runbook: Option<String>,
+    /// Use the runbooks in this YAML file (one or more documents) instead of the built-in ones.
+    #[arg(long, env = "REPLAY_RUNBOOK_FILE")]
+    pub runbook_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t, env = "REPLAY_OUTPUT")]
+    pub output: OutputFormat,
+}
+
+/// What replay prints as JSON: the verdict and the per-pod findings behind it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report<'a> {
+    runbook: &'a str,
+    alert: &'a str,
+    pods: Vec<PodReport<'a>>,
+    related: Vec<RelatedReport<'a>>,
+    verdict: &'a Verdict,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PodReport<'a> {
+    name: &'a str,
+    ready: bool,
+    failures: u64,
+    #[serde(flatten)]
+    findings: &'a StreamFindings,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RelatedReport<'a> {
+    service: &'a str,
+    pods: u32,
+    matches: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PodMeta {
+    #[serde(default = "ready_by_default")]
+    ready: bool,
+}
+
+fn ready_by_default() -> bool {
+    true
+}
+
+pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (alert, manifest_runbook) = read_alert(&args.alert)?;
+    let file_catalog = match &args.runbook_file {
+        Some(path) => {
+            let text =
+                fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                Catalog::from_yaml(&[&text])
+                    .with_context(|| format!("loading {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let catalog = file_catalog.as_ref().unwrap_or_else(|| Catalog::builtin());
+    let requested = args.runbook.as_deref().or(manifest_runbook.as_deref());
+    let runbook = catalog.select(requested, &alert)?;
+    let compiled = runbook.compile(&alert)?;
+
+    let pods = read_pods(&args.logs, &compiled)?;
+    let related = read_related(&args.logs.join(RELATED_DIR), &compiled)?;
+    let env_info = read_env_info(&args.logs, &compiled)?;
+    let input = AssessInput {
+        alert,
+        pods,
+        related,
+        env_info,
+    };
+    let verdict = compiled.assess(&input);
+    let report = Report {
+        runbook: runbook.id(),
+        alert: &input.alert.name,
+        pods: input
+            .pods
+            .iter()
+            .map(|p| PodReport {
+                name: &p.name,
+                ready: p.ready,
+                failures: p.findings.failures(),
+                findings: &p.findings,
+            })
+            .collect(),
+        related: input
+            .related
+            .iter()
+            .map(|r| RelatedReport {
+                service: &r.service,
+                pods: r.pods,
+                matches: r.findings.failures(),
+            })
+            .collect(),
+        verdict: &verdict,
+    };
+    match args.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &report)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Table => write_table(out, runbook.title(), &report)?,
+    }
+    Ok(())
+}
+
+/// The alert, and the runbook a manifest names, from either an Alert or an AlertTriage.
+fn read_alert(path: &Path) -> anyhow::Result<(Alert, Option<String>)> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    match doc.get("spec") {
+        Some(spec) => {
+            let spec: AlertTriageSpec = serde_yaml::from_value(spec.clone())
+                .with_context(|| format!("{}: spec is not an AlertTriage spec", path.display()))?;
+            Ok((spec.alert, spec.runbook))
+        }
+        None => {
+            let alert = serde_yaml::from_value(doc).with_context(|| {
+                format!(
+                    "{}: expected an alert (name, labels) or an AlertTriage",
+                    path.display()
+                )
+            })?;
+            Ok((alert, None))
+        }
+    }
+}
+
+fn read_pods(folder: &Path, compiled: &CompiledRunbook) -> anyhow::Result<Vec<PodInput>> {
+    let meta_path = folder.join("pods.yaml");
+    let meta: BTreeMap<String, PodMeta> = if meta_path.exists() {
+        let text = fs::read_to_string(&meta_path)
+            .with_context(|| format!("reading {}", meta_path.display()))?;
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", meta_path.display()))?
+    } else {
+        BTreeMap::new()
+    };
+
+    let mut findings: BTreeMap<String, StreamFindings> = meta
+        .keys()
+        .map(|name| (name.clone(), StreamFindings::default()))
+        .collect();
+    for entry in sorted_entries(folder)? {
+        let name = file_name(&entry);
+        if entry.is_dir() {
+            if name == RELATED_DIR {
+                continue;
+            }
+            for file in sorted_entries(&entry)?.into_iter().filter(|p| is_log(p)) {
+                let scanned = scan_file(&file, compiled.scanner())?;
+                findings.entry(name.clone()).or_default().merge(scanned);
+            }
+        } else if let Some(pod) = log_stem(&entry) {
+            let scanned = scan_file(&entry, compiled.scanner())?;
+            findings.entry(pod).or_default().merge(scanned);
+        }
+    }
+    Ok(findings
+        .into_iter()
+        .map(|(name, findings)| PodInput {
+            ready: meta.get(&name).is_none_or(|m| m.ready),
+            name,
+            findings,
+        })
+        .collect())
+}
+
+fn read_related(folder: &Path, compiled: &CompiledRunbook) -> anyhow::Result<Vec<RelatedInput>> {
+    if !folder.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut related = Vec::new();
+    for service_dir in sorted_entries(folder)?.into_iter().filter(|p| p.is_dir()) {
+        let mut input = RelatedInput {
+            service: file_name(&service_dir),
+            pods: 0,
+            findings: StreamFindings::default(),
+        };
+        for file in sorted_entries(&service_dir)?
+            .into_iter()
+            .filter(|p| is_log(p))
+        {
+            input.pods += 1;
+            input
+                .findings
+                .merge(scan_file(&file, compiled.related_scanner())?);
+        }
+        related.push(input);
+    }
+    Ok(related)
+}
+
+fn read_env_info(folder: &Path, compiled: &CompiledRunbook) -> anyhow::Result<EnvInfo> {
+    let Some(spec) = compiled.runbook().env_info_spec() else {
+        return Ok(EnvInfo::NotNeeded);
+    };
+    let path = folder.join("env-info.yaml");
+    if !path.exists() {
+        return Ok(EnvInfo::Missing {
+            reason: format!(
+                "no env-info.yaml in {} (stands for ConfigMap {})",
+                folder.display(),
+                spec.config_map
+            ),
+        });
+    }
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let data: BTreeMap<String, String> = serde_yaml::from_str(&text)
+        .with_context(|| format!("parsing {} as KEY: value pairs", path.display()))?;
+    Ok(spec.read(&data, path.display().to_string()))
+}
+
+/// Streams the file through the scanner in fixed chunks, as the controller streams logs.
+fn scan_file(path: &Path, mut scanner: LogScanner<'_>) -> anyhow::Result<StreamFindings> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = vec![0; CHUNK];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok(scanner.finish());
+        }
+        scanner.push(&buf[..n]);
+    }
+}
+
+fn sorted_entries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    let mut entries = fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("listing {}", dir.display()))?;
+    entries.sort();
+    Ok(entries)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn is_log(path: &Path) -> bool {
+    path.is_file() && path.extension().is_some_and(|e| e == "log")
+}
+
+fn log_stem(path: &Path) -> Option<String> {
+    is_log(path).then(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))?
+}
+
+fn write_table(out: &mut dyn Write, title: &str, report: &Report) -> std::io::Result<()> {
+    let v = report.verdict;
+    let c = &v.classification;
+    let r = &v.recommendation;
+    let dash = || "-".to_string();
+    let rows = [
+        ("Runbook", format!("{} ({title})", report.runbook)),
+        ("Alert", report.alert.to_string()),
+        ("Phase", v.phase.as_str().to_string()),
+        ("Category", c.category.as_str().to_string()),
+        (
+            "HTTP status",
+            c.http_status.map_or_else(dash, |s| s.to_string()),
+        ),
+        ("Scope", format!("{:?}", c.scope)),
+        ("Action", r.action.as_str().to_string()),
+        ("Team", r.team.clone().unwrap_or_else(dash)),
+        (
+            "Delete candidate",
+            v.delete_candidate.clone().unwrap_or_else(dash),
+        ),
+        ("Classification", c.reason.clone()),
+        ("Reason", r.reason.clone()),
+    ];
+    for (key, value) in rows {
+        writeln!(out, "{:<17} {value}", format!("{key}:"))?;
+    }
+
+    let width = report
+        .pods
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(3);
+    writeln!(
+        out,
+        "\n{:<width$}  {:<5}  {:>8}  {:>8}  MATCHES",
+        "POD", "READY", "LINES", "FAILURES"
+    )?;
+    for pod in &report.pods {
+        let matches = pod
+            .findings
+            .matches
+            .iter()
+            .map(|(c, n)| format!("{}={n}", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        writeln!(
+            out,
+            "{:<width$}  {:<5}  {:>8}  {:>8}  {}",
+            pod.name,
+            pod.ready,
+            pod.findings.lines,
+            pod.failures,
+            if matches.is_empty() {
+                "-".into()
+            } else {
+                matches
+            }
+        )?;
+    }
+    for rel in &report.related {
+        writeln!(
+            out,
+            "related {}: {} matching lines in {} pods",
+            rel.service, rel.matches, rel.pods
+        )?;
+    }
+    if let Some(i) = &v.intermittency {
+        let markers: Vec<String> = i
+            .success_markers
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        writeln!(
+            out,
+            "\nIntermittency: {} failures, intermittent={} ({})",
+            i.failures,
+            i.intermittent,
+            markers.join(", ")
+        )?;
+    }
+    if let Some(k) = &v.api_key_rotation {
+        writeln!(
+            out,
+            "\nAPI key rotation: controller IDs [{}]",
+            k.controller_ids.join(", ")
+        )?;
+        writeln!(out, "  account: {}", k.account.as_deref().unwrap_or("-"))?;
+        writeln!(
+            out,
+            "  resource group: {}",
+            k.resource_group.as_deref().unwrap_or("-")
+        )?;
+        writeln!(out, "  source: {}", k.source.as_deref().unwrap_or("-"))?;
+    }
+    if !r.next_steps.is_empty() {
+        writeln!(out, "\nNext steps:")?;
+        for (i, step) in r.next_steps.iter().enumerate() {
+            writeln!(out, "  {}. {step}", i + 1)?;
+        }
+    }
+    if let Some(n) = &v.notification {
+        writeln!(out, "\nNotification: {}\n{}", n.title, n.body.trim_end())?;
+    }
+    Ok(())
+}

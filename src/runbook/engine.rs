@@ -1,0 +1,1053 @@
+//! The verdict: from what the pods' logs showed to a phase, a classification and a
+//! recommendation, by the runbook's category rules.
+//!
+//! Precedence is the order of the runbook's `categories`: the verdict is the first category
+//! that any record has, whatever the counts, and the other categories seen are named in the
+//! classification's reason. Counts do not decide because the categories are not alternatives
+//! of equal weight: an auth failure has a definite fix and hides what would happen with a good
+//! key, and a service-wide cause (rate limiting) makes deleting one pod pointless.
+//!
+//! Scope counts the pods showing the verdict's category. The single-pod outcome (deleting the
+//! pod) applies only when exactly one pod shows any failure at all and another pod is Ready
+//! with no failures, so a deletion never leaves the workload without a healthy pod.
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Serialize;
+
+use super::RunbookError;
+use super::model::{CategoryRule, EnvInfoSpec, Outcome, Runbook};
+use super::scan::{LogScanner, Matchers, StreamFindings};
+use super::template;
+use crate::crd::{
+    Action, Alert, ApiKeyRotation, Category, Classification, Intermittency, Notification, Phase,
+    Recommendation, RelatedService, Scope,
+};
+
+/// Failing pods named in steps before the rest are summarised as a count.
+const MAX_NAMED_PODS: usize = 5;
+
+/// A runbook ready for one triage: the alert's values filled in and its regexes compiled.
+pub struct CompiledRunbook {
+    runbook: Runbook,
+    matchers: Matchers,
+}
+
+/// One target pod and what its containers' logs showed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodInput {
+    pub name: String,
+    pub ready: bool,
+    pub findings: StreamFindings,
+}
+
+/// The environment's account and resource group, for runbooks that need them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnvInfo {
+    NotNeeded,
+    Found {
+        account: Option<String>,
+        resource_group: Option<String>,
+        /// Where they were read, e.g. `ConfigMap kube-system/armada-info`.
+        source: String,
+    },
+    Missing {
+        reason: String,
+    },
+}
+
+/// Another service's pods scanned with the related-services scanner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelatedInput {
+    pub service: String,
+    pub pods: u32,
+    pub findings: StreamFindings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssessInput {
+    pub alert: Alert,
+    pub pods: Vec<PodInput>,
+    pub related: Vec<RelatedInput>,
+    pub env_info: EnvInfo,
+}
+
+/// What the runbook concludes for one triage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub phase: Phase,
+    pub classification: Classification,
+    pub recommendation: Recommendation,
+    /// The pod to propose deleting; only with the `DeletePod` action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_candidate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_rotation: Option<ApiKeyRotation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification: Option<Notification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intermittency: Option<Intermittency>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related_services: Vec<RelatedService>,
+}
+
+impl Runbook {
+    /// Fills in the alert's values and compiles the regexes, once per triage.
+    pub fn compile(&self, alert: &Alert) -> Result<CompiledRunbook, RunbookError> {
+        Ok(CompiledRunbook {
+            matchers: Matchers::new(self, &alert.labels)?,
+            runbook: self.clone(),
+        })
+    }
+}
+
+impl EnvInfoSpec {
+    /// Reads the account and resource group from the ConfigMap's data; `source` says where
+    /// that data came from and is shown to people.
+    pub fn read(&self, data: &BTreeMap<String, String>, source: impl Into<String>) -> EnvInfo {
+        let source = source.into();
+        let get = |key: &str| {
+            data.get(key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let (account, resource_group) = (get(&self.account_key), get(&self.resource_group_key));
+        if account.is_none() && resource_group.is_none() {
+            return EnvInfo::Missing {
+                reason: format!(
+                    "{source} has neither {} nor {}",
+                    self.account_key, self.resource_group_key
+                ),
+            };
+        }
+        EnvInfo::Found {
+            account,
+            resource_group,
+            source,
+        }
+    }
+}
+
+impl CompiledRunbook {
+    pub fn runbook(&self) -> &Runbook {
+        &self.runbook
+    }
+
+    /// A scanner for one container's log stream of a target pod.
+    pub fn scanner(&self) -> LogScanner<'_> {
+        LogScanner::new(&self.matchers, false)
+    }
+
+    /// A scanner that counts only the related-services signature, for other services' pods.
+    pub fn related_scanner(&self) -> LogScanner<'_> {
+        LogScanner::new(&self.matchers, true)
+    }
+
+    pub fn assess(&self, input: &AssessInput) -> Verdict {
+        self.assess_at(input, Timestamp::now())
+    }
+
+    /// [`CompiledRunbook::assess`] with the clock given, for the notice's status time.
+    pub fn assess_at(&self, input: &AssessInput, now: Timestamp) -> Verdict {
+        let rb = &self.runbook;
+        let mut total = StreamFindings::default();
+        for pod in &input.pods {
+            total.merge(pod.findings.clone());
+        }
+        let mut vars = Vars::new(&input.alert.labels);
+        vars.set("alert", &input.alert.name);
+        vars.set("runbook", &rb.id);
+        vars.set("title", &rb.title);
+        vars.set("now", now.strftime("%Y-%m-%d %H:%M UTC"));
+        vars.set("signature", &self.matchers.description);
+        vars.set("pods", input.pods.len());
+        vars.set("failures", total.failures());
+        let intermittency = self.intermittency(&total, &mut vars);
+        let env = self.env_info(&input.env_info, &mut vars);
+
+        let Some(rule) = rb.categories.iter().find(|r| count(&total, r.category) > 0) else {
+            return self.no_evidence(input, &total, &vars, intermittency);
+        };
+        let category = rule.category;
+        let failing: Vec<&PodInput> = input
+            .pods
+            .iter()
+            .filter(|p| count(&p.findings, category) > 0)
+            .collect();
+        let scope = match failing.len() {
+            0 => Scope::NoPods,
+            n if n == input.pods.len() => Scope::AllPods,
+            1 => Scope::SinglePod,
+            _ => Scope::SomePods,
+        };
+        let http_status = pick_status(&rb.categories, rule, &total.http_statuses);
+        let candidate = single_pod_candidate(rule, input, category);
+        let outcome: &Outcome = match (candidate, &rule.recommend_if_single_pod) {
+            (Some(_), Some(single)) => single,
+            _ => &rule.recommend,
+        };
+
+        vars.set("category", category.as_str());
+        vars.set("count", count(&total, category));
+        vars.set("failingPods", failing.len());
+        vars.set("failingPodNames", pod_names(&failing));
+        if let Some(pod) = candidate.or(failing.first().copied()) {
+            vars.set("pod", &pod.name);
+        }
+        vars.set(
+            "httpStatus",
+            http_status.map_or_else(
+                || "<httpStatus: none in the matching records>".into(),
+                |s| s.to_string(),
+            ),
+        );
+        let no_time = |name: &str| format!("<{name}: the matching lines carry no time>");
+        vars.set(
+            "firstFailure",
+            total
+                .first_failure
+                .map_or_else(|| no_time("firstFailure"), show_time),
+        );
+        vars.set(
+            "lastFailure",
+            total
+                .last_failure
+                .map_or_else(|| no_time("lastFailure"), show_time),
+        );
+        let ids: Vec<String> = total.controller_ids.iter().cloned().collect();
+        let no_ids = "<controllerid: none in the matching log lines>";
+        vars.set("controllerId", ids.first().map_or(no_ids, String::as_str));
+        vars.set(
+            "controllerIds",
+            if ids.is_empty() {
+                no_ids.to_string()
+            } else {
+                ids.join(", ")
+            },
+        );
+        let related_services = self.related(input, category, &mut vars);
+
+        let recommendation = Recommendation {
+            action: outcome.action,
+            team: (outcome.action == Action::Escalate).then(|| rb.team.clone()),
+            reason: vars.fill(&outcome.reason),
+            next_steps: outcome
+                .steps
+                .iter()
+                .chain(&outcome.follow_up)
+                .map(|s| vars.fill(s))
+                .collect(),
+        };
+        let api_key_rotation =
+            (outcome.action == Action::RecordApiKeyRotation).then(|| ApiKeyRotation {
+                required: true,
+                reason: recommendation.reason.clone(),
+                controller_ids: ids.clone(),
+                account: env.account.clone(),
+                resource_group: env.resource_group.clone(),
+                source: env.source.clone(),
+                steps: outcome.steps.iter().map(|s| vars.fill(s)).collect(),
+                follow_up: outcome.follow_up.iter().map(|s| vars.fill(s)).collect(),
+            });
+        let classification = Classification {
+            category,
+            http_status,
+            scope,
+            reason: self.classification_reason(input, &total, category, http_status, failing.len()),
+        };
+        Verdict {
+            phase: phase_for(outcome.action),
+            classification,
+            recommendation,
+            delete_candidate: candidate
+                .filter(|_| outcome.action == Action::DeletePod)
+                .map(|p| p.name.clone()),
+            api_key_rotation,
+            notification: rb.notification.as_ref().map(|n| Notification {
+                title: vars.fill(&n.title),
+                body: vars.fill(&n.body),
+            }),
+            intermittency,
+            related_services,
+        }
+    }
+
+    fn classification_reason(
+        &self,
+        input: &AssessInput,
+        total: &StreamFindings,
+        category: Category,
+        http_status: Option<u16>,
+        failing: usize,
+    ) -> String {
+        let mut reason = format!(
+            "{} of {} {} records in the window were {}",
+            count(total, category),
+            total.failures(),
+            self.matchers.description,
+            category.as_str()
+        );
+        if let Some(s) = http_status {
+            reason.push_str(&format!(" (HTTP {s})"));
+        }
+        reason.push_str(&format!(", in {failing} of {}", pods(input.pods.len())));
+        match (total.first_failure, total.last_failure) {
+            (Some(first), Some(last)) if first == last => {
+                reason.push_str(&format!(", at {}", show_time(first)));
+            }
+            (Some(first), Some(last)) => {
+                reason.push_str(&format!(
+                    ", from {} to {}",
+                    show_time(first),
+                    show_time(last)
+                ));
+            }
+            _ => {}
+        }
+        let others: Vec<String> = total
+            .matches
+            .iter()
+            .filter(|(c, n)| **c != category && **n > 0)
+            .map(|(c, n)| format!("{n} {}", c.as_str()))
+            .collect();
+        if !others.is_empty() {
+            reason.push_str(&format!("; also seen: {}", others.join(", ")));
+        }
+        reason.push('.');
+        reason
+    }
+
+    fn no_evidence(
+        &self,
+        input: &AssessInput,
+        total: &StreamFindings,
+        vars: &Vars,
+        intermittency: Option<Intermittency>,
+    ) -> Verdict {
+        let description = &self.matchers.description;
+        let reason = if input.pods.is_empty() {
+            format!(
+                "No pods were found to read logs from, so there is no evidence of {description} records."
+            )
+        } else {
+            format!(
+                "No {description} records in {} log lines from {}.",
+                total.lines,
+                pods(input.pods.len())
+            )
+        };
+        Verdict {
+            phase: Phase::NoAction,
+            classification: Classification {
+                category: Category::NoEvidence,
+                http_status: None,
+                scope: Scope::NoPods,
+                reason: reason.clone(),
+            },
+            recommendation: Recommendation {
+                action: Action::None,
+                team: None,
+                reason: format!(
+                    "No action: the runbook acts on {description} records and the logs read had none."
+                ),
+                next_steps: self
+                    .runbook
+                    .no_evidence_steps
+                    .iter()
+                    .map(|s| vars.fill(s))
+                    .collect(),
+            },
+            delete_candidate: None,
+            api_key_rotation: None,
+            notification: None,
+            intermittency,
+            related_services: Vec::new(),
+        }
+    }
+
+    /// The runbook's "are the failures intermittent?", when it names success markers.
+    fn intermittency(&self, total: &StreamFindings, vars: &mut Vars) -> Option<Intermittency> {
+        let markers = &self.runbook.success_markers;
+        if markers.is_empty() {
+            return None;
+        }
+        let success_markers: BTreeMap<String, u64> = markers
+            .iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    total.success_markers.get(&m.name).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        let successes: u64 = success_markers.values().sum();
+        let intermittent = total.failures() > 0 && successes > 0;
+        vars.set(
+            "successes",
+            success_markers
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        vars.set(
+            "intermittent",
+            if intermittent {
+                "intermittent"
+            } else {
+                "persistent"
+            },
+        );
+        Some(Intermittency {
+            failures: total.failures(),
+            first_failure: total.first_failure.map(Time),
+            last_failure: total.last_failure.map(Time),
+            success_markers,
+            intermittent,
+        })
+    }
+
+    fn env_info(&self, info: &EnvInfo, vars: &mut Vars) -> EnvFacts {
+        let Some(spec) = self.runbook.env_info_spec() else {
+            return EnvFacts::default();
+        };
+        // The full reason goes to `source`; the steps carry a short marker where the value goes.
+        let missing = |reason: &str| EnvFacts {
+            account: None,
+            resource_group: None,
+            source: Some(format!(
+                "Not available: {reason}; the account and resource group in the steps are left unfilled"
+            )),
+            account_text: format!(
+                "<{}: not found in ConfigMap {}>",
+                spec.account_key, spec.config_map
+            ),
+            resource_group_text: format!(
+                "<{}: not found in ConfigMap {}>",
+                spec.resource_group_key, spec.config_map
+            ),
+        };
+        let facts = match info {
+            EnvInfo::Found {
+                account,
+                resource_group,
+                source,
+            } => EnvFacts {
+                account: account.clone(),
+                resource_group: resource_group.clone(),
+                source: Some(source.clone()),
+                account_text: account
+                    .clone()
+                    .unwrap_or_else(|| format!("<{}: not in {source}>", spec.account_key)),
+                resource_group_text: resource_group
+                    .clone()
+                    .unwrap_or_else(|| format!("<{}: not in {source}>", spec.resource_group_key)),
+            },
+            EnvInfo::Missing { reason } => missing(reason),
+            EnvInfo::NotNeeded => missing(&format!("ConfigMap {} was not read", spec.config_map)),
+        };
+        vars.set("account", &facts.account_text);
+        vars.set("resourceGroup", &facts.resource_group_text);
+        vars.set("envSource", facts.source.as_deref().unwrap_or_default());
+        facts
+    }
+
+    /// Other services showing the related signature, when the verdict is the category the
+    /// runbook ties them to; the alert's own service is left out.
+    fn related(
+        &self,
+        input: &AssessInput,
+        category: Category,
+        vars: &mut Vars,
+    ) -> Vec<RelatedService> {
+        if self.runbook.related_category() != Some(category) {
+            return Vec::new();
+        }
+        let own = input.alert.labels.get("service");
+        let checked: Vec<&RelatedInput> = input
+            .related
+            .iter()
+            .filter(|r| Some(&r.service) != own)
+            .collect();
+        let (hits, clean): (Vec<&RelatedInput>, Vec<&RelatedInput>) =
+            checked.iter().partition(|r| r.findings.failures() > 0);
+        let text = if checked.is_empty() {
+            "not checked (no logs of the related services were read)".to_string()
+        } else if hits.is_empty() {
+            format!("none (checked {})", names(&clean))
+        } else {
+            let mut text = hits
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} ({} matching lines in {})",
+                        r.service,
+                        r.findings.failures(),
+                        pods(r.pods as usize)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !clean.is_empty() {
+                text.push_str(&format!("; no matches in {}", names(&clean)));
+            }
+            text
+        };
+        vars.set("relatedServices", text);
+        hits.iter()
+            .map(|r| RelatedService {
+                service: r.service.clone(),
+                pods: r.pods,
+                matches: r.findings.failures(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct EnvFacts {
+    account: Option<String>,
+    resource_group: Option<String>,
+    source: Option<String>,
+    account_text: String,
+    resource_group_text: String,
+}
+
+/// Template values for one verdict.
+struct Vars<'a> {
+    labels: &'a BTreeMap<String, String>,
+    values: BTreeMap<&'static str, String>,
+}
+
+impl<'a> Vars<'a> {
+    fn new(labels: &'a BTreeMap<String, String>) -> Self {
+        Vars {
+            labels,
+            values: BTreeMap::new(),
+        }
+    }
+
+    fn set(&mut self, name: &'static str, value: impl ToString) {
+        self.values.insert(name, value.to_string());
+    }
+
+    fn fill(&self, text: &str) -> String {
+        template::render(text, |name| {
+            if name.starts_with(template::LABELS_PREFIX) {
+                template::label(self.labels, name)
+            } else {
+                self.values
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| format!("<{name}: not known for this verdict>"))
+            }
+        })
+    }
+}
+
+fn count(findings: &StreamFindings, category: Category) -> u64 {
+    findings.matches.get(&category).copied().unwrap_or(0)
+}
+
+/// The one failing pod, when the rule has a single-pod outcome, no other pod fails in any way
+/// and a sibling is Ready and clean.
+fn single_pod_candidate<'i>(
+    rule: &CategoryRule,
+    input: &'i AssessInput,
+    category: Category,
+) -> Option<&'i PodInput> {
+    rule.recommend_if_single_pod.as_ref()?;
+    let mut failing = input.pods.iter().filter(|p| p.findings.failures() > 0);
+    let only = failing.next().filter(|_| failing.next().is_none())?;
+    let healthy_sibling = input
+        .pods
+        .iter()
+        .any(|p| p.name != only.name && p.ready && p.findings.failures() == 0);
+    (count(&only.findings, category) > 0 && healthy_sibling).then_some(only)
+}
+
+/// The commonest status among those the rule names; for a rule naming none, among those no
+/// rule names (so a catch-all reports e.g. 500, not a 429 that belongs to another category).
+fn pick_status(
+    rules: &[CategoryRule],
+    rule: &CategoryRule,
+    statuses: &BTreeMap<u16, u64>,
+) -> Option<u16> {
+    let eligible = |s: u16| {
+        if rule.http_status.is_empty() {
+            !rules.iter().any(|r| r.http_status.contains(&s))
+        } else {
+            rule.http_status.contains(&s)
+        }
+    };
+    statuses
+        .iter()
+        .filter(|(s, _)| eligible(**s))
+        .max_by_key(|(s, n)| (**n, Reverse(**s)))
+        .map(|(s, _)| *s)
+}
+
+fn phase_for(action: Action) -> Phase {
+    match action {
+        Action::DeletePod => Phase::AwaitingApproval,
+        Action::RecordApiKeyRotation => Phase::ApiKeyRotationRequired,
+        Action::Escalate => Phase::Escalated,
+        Action::None => Phase::NoAction,
+    }
+}
+
+fn show_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn pods(n: usize) -> String {
+    if n == 1 {
+        "1 pod".into()
+    } else {
+        format!("{n} pods")
+    }
+}
+
+fn pod_names(pods: &[&PodInput]) -> String {
+    let mut text = pods
+        .iter()
+        .take(MAX_NAMED_PODS)
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if pods.len() > MAX_NAMED_PODS {
+        text.push_str(&format!(" and {} more", pods.len() - MAX_NAMED_PODS));
+    }
+    text
+}
+
+fn names(related: &[&RelatedInput]) -> String {
+    related
+        .iter()
+        .map(|r| r.service.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::Catalog;
+
+    fn alert(name: &str, labels: &[(&str, &str)]) -> Alert {
+        Alert {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            starts_at: None,
+        }
+    }
+
+    fn metering_alert() -> Alert {
+        alert(
+            "armada-cluster_error_metering_token_exchange",
+            &[("service", "armada-cluster"), ("region", "eu-de")],
+        )
+    }
+
+    fn orchestrator_alert() -> Alert {
+        alert(
+            "ClusterSquadOrchestratorCallbackActionTimeErrors",
+            &[
+                ("operation", "DeleteClientID"),
+                ("reason_code", "ErrorUnclassified"),
+                ("carrier_name", "prod-fra02-carrier5"),
+                ("crn_cname", "bluemix"),
+                ("region", "eu-de"),
+            ],
+        )
+    }
+
+    fn compile(alert: &Alert) -> CompiledRunbook {
+        Catalog::builtin()
+            .select(None, alert)
+            .unwrap()
+            .compile(alert)
+            .unwrap()
+    }
+
+    fn findings(c: &CompiledRunbook, lines: &[&str]) -> StreamFindings {
+        let mut scanner = c.scanner();
+        for line in lines {
+            scanner.push(line.as_bytes());
+            scanner.push(b"\n");
+        }
+        scanner.finish()
+    }
+
+    fn pod(c: &CompiledRunbook, name: &str, ready: bool, lines: &[&str]) -> PodInput {
+        PodInput {
+            name: name.into(),
+            ready,
+            findings: findings(c, lines),
+        }
+    }
+
+    fn input(alert: Alert, pods: Vec<PodInput>) -> AssessInput {
+        AssessInput {
+            alert,
+            pods,
+            related: Vec::new(),
+            env_info: EnvInfo::NotNeeded,
+        }
+    }
+
+    const NOW: &str = "2026-11-21T04:30:59Z";
+    const AUTH: &str = "2026-11-21T04:01:00Z ErrorMeteringTokenExchangeFailure (401)";
+    const RATE: &str = "2026-11-21T04:02:00Z ErrorMeteringTokenExchangeFailure (429)";
+    const NET: &str =
+        "2026-11-21T04:03:00Z ErrorMeteringTokenExchangeFailure dial tcp: i/o timeout";
+    const OTHER: &str = "2026-11-21T04:04:00Z ErrorMeteringTokenExchangeFailure (500) odd";
+    const OK: &str = "2026-11-21T04:05:00Z Worker metering started";
+
+    fn assess(c: &CompiledRunbook, input: &AssessInput) -> Verdict {
+        c.assess_at(input, NOW.parse().unwrap())
+    }
+
+    #[test]
+    fn auth_wins_over_everything_and_the_rest_is_named() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let v = assess(
+            &c,
+            &input(
+                a,
+                vec![pod(&c, "p1", true, &[RATE, NET, AUTH, OTHER, RATE])],
+            ),
+        );
+        assert_eq!(v.phase, Phase::ApiKeyRotationRequired);
+        assert_eq!(v.classification.category, Category::AuthFailure);
+        assert_eq!(v.classification.http_status, Some(401));
+        assert_eq!(
+            v.classification.reason,
+            "1 of 5 ErrorMeteringTokenExchangeFailure records in the window were AuthFailure (HTTP 401), \
+             in 1 of 1 pod, from 2026-11-21T04:01:00Z to 2026-11-21T04:04:00Z; also seen: 2 RateLimited, \
+             1 NetworkFailure, 1 Unclassified."
+        );
+        let rotation = v.api_key_rotation.expect("rotation recorded");
+        assert!(rotation.required);
+        assert!(
+            rotation
+                .steps
+                .iter()
+                .any(|s| s.contains("Replace the API key"))
+        );
+        assert_eq!(rotation.source, None, "this runbook reads no ConfigMap");
+        assert_eq!(v.recommendation.team, None);
+    }
+
+    #[test]
+    fn rate_limiting_outranks_network_and_reports_its_own_status() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let v = assess(
+            &c,
+            &input(
+                a,
+                vec![
+                    pod(&c, "p1", true, &[NET, OTHER, RATE]),
+                    pod(&c, "p2", true, &[OK]),
+                ],
+            ),
+        );
+        assert_eq!(v.classification.category, Category::RateLimited);
+        assert_eq!(v.classification.http_status, Some(429));
+        assert_eq!(v.classification.scope, Scope::SinglePod);
+        assert_eq!(v.recommendation.action, Action::Escalate);
+        assert_eq!(v.recommendation.team.as_deref(), Some("troutbridge"));
+        assert_eq!(v.delete_candidate, None);
+    }
+
+    #[test]
+    fn network_scope_decides_between_deleting_and_escalating() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let cases: Vec<(&str, Vec<PodInput>, Action, Scope, Option<&str>)> = vec![
+            (
+                "one of three failing, siblings clean",
+                vec![
+                    pod(&c, "bad", true, &[NET, NET]),
+                    pod(&c, "good1", true, &[OK]),
+                    pod(&c, "good2", true, &[]),
+                ],
+                Action::DeletePod,
+                Scope::SinglePod,
+                Some("bad"),
+            ),
+            (
+                "the failing pod itself not Ready",
+                vec![pod(&c, "bad", false, &[NET]), pod(&c, "good", true, &[])],
+                Action::DeletePod,
+                Scope::SinglePod,
+                Some("bad"),
+            ),
+            (
+                "the only clean sibling not Ready",
+                vec![pod(&c, "bad", true, &[NET]), pod(&c, "good", false, &[OK])],
+                Action::Escalate,
+                Scope::SinglePod,
+                None,
+            ),
+            (
+                "a sibling fails differently",
+                vec![
+                    pod(&c, "bad", true, &[NET]),
+                    pod(&c, "odd", true, &[OTHER]),
+                    pod(&c, "good", true, &[]),
+                ],
+                Action::Escalate,
+                Scope::SinglePod,
+                None,
+            ),
+            (
+                "two failing",
+                vec![
+                    pod(&c, "bad1", true, &[NET]),
+                    pod(&c, "bad2", true, &[NET]),
+                    pod(&c, "good", true, &[]),
+                ],
+                Action::Escalate,
+                Scope::SomePods,
+                None,
+            ),
+            (
+                "the only pod",
+                vec![pod(&c, "bad", true, &[NET])],
+                Action::Escalate,
+                Scope::AllPods,
+                None,
+            ),
+        ];
+        for (name, pods, action, scope, candidate) in cases {
+            let v = assess(&c, &input(a.clone(), pods));
+            assert_eq!(
+                v.classification.category,
+                Category::NetworkFailure,
+                "{name}"
+            );
+            assert_eq!(v.recommendation.action, action, "{name}");
+            assert_eq!(v.classification.scope, scope, "{name}");
+            assert_eq!(v.delete_candidate.as_deref(), candidate, "{name}");
+            let phase = if candidate.is_some() {
+                Phase::AwaitingApproval
+            } else {
+                Phase::Escalated
+            };
+            assert_eq!(v.phase, phase, "{name}");
+        }
+    }
+
+    #[test]
+    fn notice_and_steps_are_filled_with_real_values() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let v = assess(
+            &c,
+            &input(
+                a,
+                vec![
+                    pod(&c, "p1", true, &[RATE, OK]),
+                    pod(&c, "p2", true, &[RATE]),
+                ],
+            ),
+        );
+        let notice = v.notification.expect("metering raises a pCIE");
+        assert_eq!(
+            notice.title,
+            "Customers may see delays when provisioning or deleting workers"
+        );
+        assert!(notice.body.contains(
+            "- 2026-11-21 04:30 UTC - INVESTIGATING - The SRE team is aware and investigating."
+        ));
+        assert!(notice.body.contains("- eu-de"));
+        let steps = v.recommendation.next_steps.join("\n");
+        assert!(steps.contains("2 ErrorMeteringTokenExchangeFailure records from armada-cluster in eu-de were rate limited by IAM (HTTP 429)"), "{steps}");
+        assert!(steps.contains("not checked"), "{steps}");
+        assert!(!steps.contains('{'), "{steps}");
+        let i = v.intermittency.expect("metering asks about intermittency");
+        assert!(i.intermittent);
+        assert_eq!(i.failures, 2);
+        assert_eq!(i.success_markers["Worker metering started"], 1);
+        assert_eq!(i.success_markers["Worker metering stopped"], 0);
+    }
+
+    #[test]
+    fn related_services_leave_out_the_alerts_own_service() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let related = |service: &str, lines: &[&str]| {
+            let mut s = c.related_scanner();
+            for l in lines {
+                s.push(l.as_bytes());
+                s.push(b"\n");
+            }
+            RelatedInput {
+                service: service.into(),
+                pods: 2,
+                findings: s.finish(),
+            }
+        };
+        let mut i = input(a, vec![pod(&c, "p1", true, &[RATE])]);
+        i.related = vec![
+            related(
+                "armada-api",
+                &["ApiKey based rate limit for calls to /token"],
+            ),
+            related(
+                "armada-cluster",
+                &["ApiKey based rate limit for calls to /token"],
+            ),
+            related("armada-billing", &["fine"]),
+        ];
+        let v = assess(&c, &i);
+        assert_eq!(
+            v.related_services,
+            [RelatedService {
+                service: "armada-api".into(),
+                pods: 2,
+                matches: 1
+            }]
+        );
+        let steps = v.recommendation.next_steps.join("\n");
+        assert!(
+            steps.contains("armada-api (1 matching lines in 2 pods); no matches in armada-billing"),
+            "{steps}"
+        );
+
+        // Only a rate-limit verdict reports them.
+        i.pods = vec![pod(&c, "p1", true, &[AUTH])];
+        assert!(assess(&c, &i).related_services.is_empty());
+    }
+
+    #[test]
+    fn no_pods_or_no_matches_is_no_evidence() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let none = assess(&c, &input(a.clone(), vec![]));
+        assert_eq!(none.phase, Phase::NoAction);
+        assert_eq!(none.classification.category, Category::NoEvidence);
+        assert_eq!(none.classification.scope, Scope::NoPods);
+        assert_eq!(none.recommendation.action, Action::None);
+        assert!(
+            none.classification.reason.starts_with("No pods were found"),
+            "{}",
+            none.classification.reason
+        );
+        let quiet = assess(&c, &input(a, vec![pod(&c, "p1", true, &[OK, "hello"])]));
+        assert_eq!(quiet.classification.category, Category::NoEvidence);
+        assert_eq!(
+            quiet.classification.reason,
+            "No ErrorMeteringTokenExchangeFailure records in 2 log lines from 1 pod."
+        );
+        assert!(quiet.notification.is_none());
+        assert!(!quiet.recommendation.next_steps.is_empty());
+    }
+
+    #[test]
+    fn client_id_not_authorized_fills_the_rotation() {
+        let a = orchestrator_alert();
+        let c = compile(&a);
+        let line = "callbackName:DeleteClientID reasonCode:ErrorUnclassified controllerID:c7kd91rd0f6h1m2n3o4p 403 BXNIM0515E: You are not authorized to manage this Client ID.";
+        let mut i = input(a, vec![pod(&c, "o1", true, &[line])]);
+        let spec = c.runbook().env_info_spec().unwrap().clone();
+
+        i.env_info = spec.read(
+            &BTreeMap::from([(
+                "MULTISHIFT_SRE_ACCOUNT_ID".to_string(),
+                " acc123 ".to_string(),
+            )]),
+            "ConfigMap armada/armada-info",
+        );
+        let v = assess(&c, &i);
+        assert_eq!(v.phase, Phase::ApiKeyRotationRequired);
+        assert_eq!(v.classification.category, Category::ClientIdNotAuthorized);
+        assert_eq!(v.classification.http_status, Some(403));
+        let r = v.api_key_rotation.unwrap();
+        assert_eq!(r.controller_ids, ["c7kd91rd0f6h1m2n3o4p"]);
+        assert_eq!(r.account.as_deref(), Some("acc123"));
+        assert_eq!(r.resource_group, None);
+        assert_eq!(r.source.as_deref(), Some("ConfigMap armada/armada-info"));
+        let steps = r.steps.join("\n");
+        assert!(steps.contains("`ibmcloud target -c acc123`"), "{steps}");
+        assert!(steps.contains("`ibmcloud target -g <MULTISHIFT_SRE_RESOURCE_GROUP_ID: not in ConfigMap armada/armada-info>`"), "{steps}");
+        assert!(
+            steps.contains("`ibmcloud ks api-key info --cluster c7kd91rd0f6h1m2n3o4p`"),
+            "{steps}"
+        );
+        assert!(
+            r.follow_up[0].contains("Environments affected: bluemix prod-fra02-carrier5 (eu-de)"),
+            "{:?}",
+            r.follow_up
+        );
+        assert_eq!(
+            v.recommendation.next_steps.len(),
+            r.steps.len() + r.follow_up.len()
+        );
+
+        i.env_info = spec.read(&BTreeMap::new(), "ConfigMap armada/armada-info");
+        assert!(
+            matches!(&i.env_info, EnvInfo::Missing { reason } if reason.contains("has neither"))
+        );
+        let r = assess(&c, &i).api_key_rotation.unwrap();
+        assert_eq!((r.account, r.resource_group), (None, None));
+        assert!(
+            r.source
+                .unwrap()
+                .starts_with("Not available: ConfigMap armada/armada-info has neither")
+        );
+        assert!(r.steps.join("\n").contains(
+            "`ibmcloud target -c <MULTISHIFT_SRE_ACCOUNT_ID: not found in ConfigMap armada-info>`"
+        ));
+
+        i.env_info = EnvInfo::NotNeeded;
+        let r = assess(&c, &i).api_key_rotation.unwrap();
+        assert!(r.source.unwrap().contains("was not read"));
+    }
+
+    #[test]
+    fn unknown_orchestrator_errors_go_to_troutbridge_with_their_status() {
+        let a = orchestrator_alert();
+        let c = compile(&a);
+        let v = assess(
+            &c,
+            &input(
+                a,
+                vec![pod(
+                    &c,
+                    "o1",
+                    true,
+                    &["callbackName:DeleteClientID reasonCode:ErrorUnclassified IAM said (500)"],
+                )],
+            ),
+        );
+        assert_eq!(v.phase, Phase::Escalated);
+        assert_eq!(v.classification.category, Category::Unclassified);
+        assert_eq!(v.classification.http_status, Some(500));
+        assert_eq!(v.recommendation.team.as_deref(), Some("troutbridge"));
+        assert!(
+            v.api_key_rotation.is_none() && v.notification.is_none() && v.intermittency.is_none()
+        );
+        assert!(v.recommendation.next_steps[0].contains("in prod-fra02-carrier5 (eu-de)"));
+    }
+
+    #[test]
+    fn compiled_runbooks_can_be_shared_across_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        fn sendable<T: Send>() {}
+        shareable::<CompiledRunbook>();
+        shareable::<Catalog>();
+        sendable::<LogScanner<'static>>();
+        sendable::<Verdict>();
+    }
+}

@@ -1,0 +1,43 @@
+//! Runbooks as data: the model ([`Runbook`]), the catalog of built-in runbooks ([`Catalog`]),
+//! the streaming log scanner ([`LogScanner`]) and the verdict engine
+//! ([`CompiledRunbook::assess`]). Everything here is pure: the controller and `replay` push
+//! bytes in and get a [`Verdict`] out through the same code.
+
+mod catalog;
+mod engine;
+mod model;
+mod scan;
+mod template;
+
+pub use catalog::{Catalog, SelectError};
+pub use engine::{AssessInput, CompiledRunbook, EnvInfo, PodInput, RelatedInput, Verdict};
+pub use model::{EnvInfoSpec, Runbook};
+pub use scan::{LogScanner, MAX_LINE_BYTES, StreamFindings};
+
+/// A runbook that cannot be loaded or compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum RunbookError {
+    #[error("runbook document {index}: {source}")]
+    Parse {
+        index: usize,
+        source: serde_yaml::Error,
+    },
+    #[error("runbook {id}: {what}: {source}")]
+    Regex {
+        id: String,
+        what: String,
+        source: Box<regex::Error>,
+    },
+    #[error("runbook {id}: {reason}")]
+    Invalid { id: String, reason: String },
+    #[error("runbook {id} is defined more than once")]
+    Duplicate { id: String },
+    #[error(
+        "runbook {id} needs the alert label `{label}` for {purpose}, and the alert has no such label"
+    )]
+    MissingLabel {
+        id: String,
+        label: String,
+        purpose: String,
+    },
+}

@@ -1,0 +1,517 @@
+//! What a runbook file says. The built-in runbooks in `builtin/` are the worked examples; this
+//! is the reference for their fields.
+//!
+//! A runbook is one YAML document (camelCase keys, unknown keys refused so typos fail loudly):
+//!
+//! - `id`, `title`, `window` (default evidence window, `1m`..`24h`), `team` (paged on Escalate).
+//! - `alerts`: `names` (globs with `*`, case-insensitive) and/or `labels` (label -> glob); the
+//!   runbook is chosen for an alert when any of them matches.
+//! - `defaultSelector`: matchLabels used when the triage names no selector; values may use
+//!   `{labels.<name>}`, and a missing label means there is no default.
+//! - `envInfo`: the ConfigMap and keys holding the account and resource group, when needed.
+//! - `json`: `timeFields` (time of a JSON line) and `detailFields` (the fields that describe
+//!   the error, searched for statuses and categories).
+//! - `signature`: `contains` (literals; a line holding one opens a failure record),
+//!   `continuation` (regex; the next line, when it matches, belongs to the same record) and
+//!   `where` (fields read from JSON keys or a text regex that must equal a value, e.g. the
+//!   alert's `operation`).
+//! - `httpStatus`: regexes whose first participating group is an HTTP status.
+//! - `controllerIds`: a field (JSON keys and/or text regex) whose values are collected.
+//! - `successMarkers`: `name` + `pattern`, counted on every line to tell whether failures are
+//!   intermittent.
+//! - `relatedServices`: `labelKey`, `services`, `patterns` and the `category` they belong to:
+//!   other services to check for the same signature when that category is the verdict.
+//! - `categories`: ordered rules, highest precedence first. A rule fits a record when one of
+//!   its `httpStatus` values was read from it or one of its `patterns` matches; the last rule
+//!   has neither and fits every record. `recommend` is the outcome (`action`, `reason`, `steps`,
+//!   `followUp`); `recommendIfSinglePod` is used instead when exactly one pod fails and a
+//!   sibling is Ready and clean (the only place `DeletePod` is allowed).
+//! - `noEvidenceSteps`, `notification` (`title`, `body`).
+//!
+//! Text fields are templates: `{labels.<name>}` and the variables listed in
+//! [`super::template::VARIABLES`] are filled in when the verdict is made.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::RunbookError;
+use super::scan::Matchers;
+use super::template;
+use crate::crd::{Action, Alert, Category, TargetSelector};
+
+const MIN_WINDOW: Duration = Duration::from_secs(60);
+const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A runbook: how to recognise an alert's failures in logs and what to do about each kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Runbook {
+    pub(super) id: String,
+    pub(super) title: String,
+    #[serde(deserialize_with = "window")]
+    pub(super) window: Duration,
+    pub(super) alerts: AlertMatch,
+    #[serde(default)]
+    pub(super) default_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) env_info: Option<EnvInfoSpec>,
+    pub(super) team: String,
+    pub(super) json: JsonFields,
+    pub(super) signature: Signature,
+    #[serde(default)]
+    pub(super) http_status: Vec<String>,
+    #[serde(default)]
+    pub(super) controller_ids: Option<Field>,
+    #[serde(default)]
+    pub(super) success_markers: Vec<Marker>,
+    #[serde(default)]
+    pub(super) related_services: Option<RelatedServices>,
+    pub(super) categories: Vec<CategoryRule>,
+    #[serde(default)]
+    pub(super) no_evidence_steps: Vec<String>,
+    #[serde(default)]
+    pub(super) notification: Option<NotificationTemplate>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct AlertMatch {
+    #[serde(default)]
+    pub(super) names: Vec<String>,
+    #[serde(default)]
+    pub(super) labels: BTreeMap<String, String>,
+}
+
+/// Where the environment's account and resource group are kept (a ConfigMap's data keys).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvInfoSpec {
+    pub config_map: String,
+    pub account_key: String,
+    pub resource_group_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct JsonFields {
+    pub(super) time_fields: Vec<String>,
+    pub(super) detail_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct Signature {
+    pub(super) contains: Vec<String>,
+    #[serde(default)]
+    pub(super) continuation: Option<String>,
+    #[serde(default, rename = "where")]
+    pub(super) filters: Vec<Filter>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct Filter {
+    /// Names the field in descriptions, e.g. `callbackName=DeleteClientID`.
+    pub(super) field: String,
+    #[serde(default)]
+    pub(super) json: Vec<String>,
+    #[serde(default)]
+    pub(super) text: Option<String>,
+    pub(super) equals: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct Field {
+    #[serde(default)]
+    pub(super) json: Vec<String>,
+    #[serde(default)]
+    pub(super) text: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct Marker {
+    pub(super) name: String,
+    pub(super) pattern: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RelatedServices {
+    pub(super) label_key: String,
+    pub(super) services: Vec<String>,
+    pub(super) category: Category,
+    pub(super) patterns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct CategoryRule {
+    pub(super) category: Category,
+    #[serde(default)]
+    pub(super) http_status: Vec<u16>,
+    #[serde(default)]
+    pub(super) patterns: Vec<String>,
+    pub(super) recommend: Outcome,
+    #[serde(default)]
+    pub(super) recommend_if_single_pod: Option<Outcome>,
+}
+
+impl CategoryRule {
+    pub(super) fn is_catch_all(&self) -> bool {
+        self.http_status.is_empty() && self.patterns.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct Outcome {
+    pub(super) action: Action,
+    pub(super) reason: String,
+    #[serde(default)]
+    pub(super) steps: Vec<String>,
+    #[serde(default)]
+    pub(super) follow_up: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct NotificationTemplate {
+    pub(super) title: String,
+    pub(super) body: String,
+}
+
+fn window<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    let parsed: jiff::SignedDuration = text.parse().map_err(serde::de::Error::custom)?;
+    Duration::try_from(parsed)
+        .ok()
+        .filter(|d| (MIN_WINDOW..=MAX_WINDOW).contains(d))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("window {text:?} must be between 1m and 24h"))
+        })
+}
+
+impl Runbook {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    pub fn default_window(&self) -> Duration {
+        self.window
+    }
+
+    /// Selector used when `spec.target.selector` is absent; `None` when the runbook has none
+    /// or the alert lacks a label it is built from (the triage must then name a selector).
+    pub fn default_selector(&self, alert: &Alert) -> Option<TargetSelector> {
+        if self.default_selector.is_empty() {
+            return None;
+        }
+        let mut labels = BTreeMap::new();
+        for (key, value) in &self.default_selector {
+            let value = template::fill_labels(value, &alert.labels)?;
+            if !is_label_value(&value) || value.is_empty() {
+                return None;
+            }
+            labels.insert(key.clone(), value);
+        }
+        Some(TargetSelector {
+            match_labels: labels,
+            match_expressions: Vec::new(),
+        })
+    }
+
+    /// Whether the verdict needs the environment's info ConfigMap (see [`Runbook::env_info_spec`]).
+    pub fn needs_env_info(&self) -> bool {
+        self.env_info.is_some()
+    }
+
+    /// The ConfigMap and keys to read for [`super::EnvInfo`].
+    pub fn env_info_spec(&self) -> Option<&EnvInfoSpec> {
+        self.env_info.as_ref()
+    }
+
+    /// Other services to scan with [`super::CompiledRunbook::related_scanner`]: the pod label
+    /// key and the service names (label values). The list may include the alert's own service;
+    /// the verdict leaves that one out. It is only reported when the verdict's category is the
+    /// one the runbook ties related services to (rate limiting for the built-ins), so a caller
+    /// may gather it only then and assess again.
+    pub fn related_services(&self) -> Option<(&str, &[String])> {
+        self.related_services
+            .as_ref()
+            .map(|r| (r.label_key.as_str(), r.services.as_slice()))
+    }
+
+    /// The category whose verdict reports related services.
+    pub fn related_category(&self) -> Option<Category> {
+        self.related_services.as_ref().map(|r| r.category)
+    }
+
+    pub(super) fn matches_alert(&self, alert: &Alert) -> bool {
+        self.alerts.names.iter().any(|p| glob(p, &alert.name))
+            || self
+                .alerts
+                .labels
+                .iter()
+                .any(|(k, p)| alert.labels.get(k).is_some_and(|v| glob(p, v)))
+    }
+
+    /// Everything a runbook author can get wrong, checked when the runbook is loaded, so a bad
+    /// runbook fails at startup (or in `replay`) rather than mid-triage.
+    pub(super) fn validate(&self) -> Result<(), RunbookError> {
+        let invalid = |reason: String| RunbookError::Invalid {
+            id: self.id.clone(),
+            reason,
+        };
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 63
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !self.id.starts_with('-')
+            && !self.id.ends_with('-');
+        if !id_ok {
+            return Err(invalid(
+                "id must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit".into(),
+            ));
+        }
+        if self.alerts.names.is_empty() && self.alerts.labels.is_empty() {
+            return Err(invalid("alerts needs names or labels to match".into()));
+        }
+        if self.signature.contains.is_empty()
+            || self.signature.contains.iter().any(String::is_empty)
+        {
+            return Err(invalid(
+                "signature.contains needs at least one non-empty literal".into(),
+            ));
+        }
+        if self.team.trim().is_empty() {
+            return Err(invalid("team must not be empty".into()));
+        }
+        self.validate_categories().map_err(invalid)?;
+        if let Some(related) = &self.related_services
+            && (related.label_key.is_empty()
+                || related.services.is_empty()
+                || related.patterns.is_empty())
+        {
+            return Err(invalid(
+                "relatedServices needs labelKey, services and patterns".into(),
+            ));
+        }
+        if let Some(env) = &self.env_info
+            && [&env.config_map, &env.account_key, &env.resource_group_key]
+                .iter()
+                .any(|s| s.is_empty())
+        {
+            return Err(invalid(
+                "envInfo needs configMap, accountKey and resourceGroupKey".into(),
+            ));
+        }
+        self.validate_templates().map_err(invalid)?;
+
+        // Compiling with every label the matchers use checks all regexes, exactly as a triage
+        // would compile them.
+        let labels = self
+            .compile_time_templates()
+            .flat_map(template::placeholders)
+            .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+            .map(|l| (l.to_string(), "x".to_string()))
+            .collect();
+        Matchers::new(self, &labels).map(|_| ())
+    }
+
+    fn validate_categories(&self) -> Result<(), String> {
+        let Some((last, rest)) = self.categories.split_last() else {
+            return Err("categories must not be empty".into());
+        };
+        if !last.is_catch_all() {
+            return Err("the last category must have no httpStatus and no patterns, so every record gets a category".into());
+        }
+        if let Some(rule) = rest.iter().find(|r| r.is_catch_all()) {
+            return Err(format!(
+                "category {} has no httpStatus and no patterns; only the last one may",
+                rule.category.as_str()
+            ));
+        }
+        for (i, rule) in self.categories.iter().enumerate() {
+            let name = rule.category.as_str();
+            if rule.category == Category::NoEvidence {
+                return Err(
+                    "NoEvidence is the engine's verdict when nothing matches, not a rule".into(),
+                );
+            }
+            if self.categories[..i]
+                .iter()
+                .any(|r| r.category == rule.category)
+            {
+                return Err(format!("category {name} appears twice"));
+            }
+            if let Some(s) = rule.http_status.iter().find(|s| !(100..=599).contains(*s)) {
+                return Err(format!("category {name}: {s} is not an HTTP status"));
+            }
+            if !matches!(
+                rule.recommend.action,
+                Action::RecordApiKeyRotation | Action::Escalate
+            ) {
+                return Err(format!(
+                    "category {name}: recommend.action must be RecordApiKeyRotation or Escalate (DeletePod only in recommendIfSinglePod)"
+                ));
+            }
+            if rule
+                .recommend_if_single_pod
+                .as_ref()
+                .is_some_and(|o| o.action == Action::None)
+            {
+                return Err(format!(
+                    "category {name}: recommendIfSinglePod.action must not be None"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_templates(&self) -> Result<(), String> {
+        for text in self.verdict_templates() {
+            if let Some(p) = template::placeholders(text).find(|p| !template::is_known(p)) {
+                return Err(format!(
+                    "unknown placeholder {{{p}}} in {text:?}; known: {{labels.<name>}}, {}",
+                    template::VARIABLES
+                        .iter()
+                        .map(|v| format!("{{{v}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        for text in self.compile_time_templates() {
+            if let Some(p) =
+                template::placeholders(text).find(|p| !p.starts_with(template::LABELS_PREFIX))
+            {
+                return Err(format!(
+                    "placeholder {{{p}}} in {text:?}: signatures and selectors may only use {{labels.<name>}}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Templates filled from the alert's labels when the runbook is compiled or selected.
+    fn compile_time_templates(&self) -> impl Iterator<Item = &str> {
+        self.signature
+            .contains
+            .iter()
+            .chain(self.signature.filters.iter().map(|f| &f.equals))
+            .chain(self.default_selector.values())
+            .map(String::as_str)
+    }
+
+    /// Templates filled when the verdict is made.
+    fn verdict_templates(&self) -> impl Iterator<Item = &str> {
+        let outcomes = self
+            .categories
+            .iter()
+            .flat_map(|r| std::iter::once(&r.recommend).chain(&r.recommend_if_single_pod));
+        outcomes
+            .flat_map(|o| {
+                std::iter::once(&o.reason)
+                    .chain(&o.steps)
+                    .chain(&o.follow_up)
+            })
+            .chain(&self.no_evidence_steps)
+            .chain(self.notification.iter().flat_map(|n| [&n.title, &n.body]))
+            .map(String::as_str)
+    }
+}
+
+/// Kubernetes label values: at most 63 characters, alphanumerics and `-_.` inside.
+fn is_label_value(v: &str) -> bool {
+    v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && v.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && v.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+/// `*` matches any run of characters; everything else matches itself, ignoring ASCII case.
+pub(super) fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was and how much text it has taken so far, for backtracking.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if p.get(pi) == Some(&b'*') {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if p.get(pi).is_some_and(|c| c.eq_ignore_ascii_case(&t[ti])) {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches() {
+        let cases = [
+            (
+                "*error_metering_token_exchange*",
+                "armada-cluster_error_metering_token_exchange",
+                true,
+            ),
+            (
+                "*error_metering_token_exchange*",
+                "bluemix.containers-kubernetes.armada-billing_error_metering_token_exchange.us-south",
+                true,
+            ),
+            (
+                "*_callback_action_time_errors",
+                "DeleteClientID_callback_action_time_errors",
+                true,
+            ),
+            (
+                "*_callback_action_time_errors",
+                "DeleteClientID_callback_action_time_errors_x",
+                false,
+            ),
+            (
+                "ClusterSquadOrchestratorCallbackActionTimeErrors",
+                "clustersquadorchestratorcallbackactiontimeerrors",
+                true,
+            ),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("*", "", true),
+            ("", "x", false),
+        ];
+        for (p, t, want) in cases {
+            assert_eq!(glob(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    #[test]
+    fn label_values() {
+        assert!(is_label_value("armada-cluster"));
+        assert!(is_label_value(""));
+        assert!(!is_label_value("-x"));
+        assert!(!is_label_value("a b"));
+        assert!(!is_label_value(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,1029 @@
+//! The streaming log scanner: bytes in, bounded findings out.
+//!
+//! Memory stays bounded whatever the input: a line is kept up to [`MAX_LINE_BYTES`] (the rest
+//! is counted but not matched), at most one record waits for its continuation line, and
+//! samples and controller IDs are capped. Chunk boundaries never change the result.
+//!
+//! A line may start with the RFC 3339 timestamp the kubelet adds (`timestamps=true`); it is
+//! stripped and becomes the record's time. Otherwise a JSON line's time fields are used.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use memchr::memmem::Finder;
+use regex::{Captures, Regex, RegexSet};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::RunbookError;
+use super::model::{Field, Runbook};
+use super::template;
+use crate::crd::Category;
+use crate::redact::redact;
+
+/// Longest line matched; longer lines are cut here for matching (their bytes still count).
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+const MAX_SAMPLES: usize = 3;
+const MAX_SAMPLE_CHARS: usize = 240;
+const MAX_CONTROLLER_IDS: usize = 20;
+const MAX_ID_LEN: usize = 64;
+/// The longest RFC 3339 timestamp with nanoseconds and an offset, plus slack.
+const MAX_TIMESTAMP_LEN: usize = 40;
+
+/// What one or more log streams showed.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamFindings {
+    pub lines: u64,
+    pub bytes: u64,
+    /// Failure records per category (a record is a line, plus its continuation line if any).
+    pub matches: BTreeMap<Category, u64>,
+    /// Failure records per HTTP status read from them (a record counts once per status).
+    pub http_statuses: BTreeMap<u16, u64>,
+    /// At most three failure records, redacted and shortened, preferring distinct categories.
+    pub samples: Vec<String>,
+    /// IDs read from failure records (at most 20).
+    pub controller_ids: BTreeSet<String>,
+    /// Lines per success marker name.
+    pub success_markers: BTreeMap<String, u64>,
+    pub first_failure: Option<Timestamp>,
+    pub last_failure: Option<Timestamp>,
+}
+
+impl StreamFindings {
+    /// Adds another stream's findings (another container of the pod, another pod).
+    pub fn merge(&mut self, other: StreamFindings) {
+        self.lines += other.lines;
+        self.bytes += other.bytes;
+        for (category, n) in other.matches {
+            *self.matches.entry(category).or_default() += n;
+        }
+        for (status, n) in other.http_statuses {
+            *self.http_statuses.entry(status).or_default() += n;
+        }
+        for sample in other.samples {
+            if self.samples.len() < MAX_SAMPLES && !self.samples.contains(&sample) {
+                self.samples.push(sample);
+            }
+        }
+        for id in other.controller_ids {
+            if self.controller_ids.len() >= MAX_CONTROLLER_IDS {
+                break;
+            }
+            self.controller_ids.insert(id);
+        }
+        for (name, n) in other.success_markers {
+            *self.success_markers.entry(name).or_default() += n;
+        }
+        self.first_failure = min_some(self.first_failure, other.first_failure);
+        self.last_failure = self.last_failure.max(other.last_failure);
+    }
+
+    /// Failure records of every category.
+    pub fn failures(&self) -> u64 {
+        self.matches.values().sum()
+    }
+}
+
+fn min_some(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A runbook's matching rules with the alert's values filled in and every regex compiled.
+pub(super) struct Matchers {
+    signature: Vec<Finder<'static>>,
+    /// What is searched for, in words, for reasons: the filters, or the literals.
+    pub(super) description: String,
+    continuation: Option<Regex>,
+    filters: Vec<(Extractor, String)>,
+    controller_ids: Option<Extractor>,
+    http_status: Vec<Regex>,
+    categories: Vec<Classifier>,
+    markers: Option<(RegexSet, Vec<String>)>,
+    related: Option<(RegexSet, Category)>,
+    time_fields: Vec<String>,
+    detail_fields: Vec<String>,
+}
+
+struct Classifier {
+    category: Category,
+    statuses: Vec<u16>,
+    patterns: Option<RegexSet>,
+}
+
+impl Classifier {
+    fn fits(&self, detail: &str, statuses: &[u16]) -> bool {
+        match &self.patterns {
+            None if self.statuses.is_empty() => true,
+            patterns => {
+                statuses.iter().any(|s| self.statuses.contains(s))
+                    || patterns.as_ref().is_some_and(|p| p.is_match(detail))
+            }
+        }
+    }
+}
+
+/// Reads one field from a JSON object (first key present) or, failing that, from the text with
+/// a regex whose first participating group is the value.
+struct Extractor {
+    json: Vec<String>,
+    text: Option<Regex>,
+}
+
+impl Extractor {
+    fn first<'t>(
+        &self,
+        json: Option<&'t Map<String, Value>>,
+        text: &'t str,
+    ) -> Option<Cow<'t, str>> {
+        if let Some(value) = json.and_then(|obj| self.json.iter().find_map(|k| obj.get(k))) {
+            return scalar(value);
+        }
+        let caps = self.text.as_ref()?.captures(text)?;
+        first_group(&caps).map(Cow::Borrowed)
+    }
+
+    fn all<'t>(&self, json: Option<&'t Map<String, Value>>, text: &'t str) -> Vec<Cow<'t, str>> {
+        let from_json: Vec<_> = json
+            .into_iter()
+            .flat_map(|obj| self.json.iter().filter_map(|k| obj.get(k)))
+            .flat_map(|v| match v {
+                Value::Array(items) => items.iter().filter_map(scalar).collect(),
+                v => scalar(v).into_iter().collect::<Vec<_>>(),
+            })
+            .collect();
+        if !from_json.is_empty() {
+            return from_json;
+        }
+        self.text
+            .iter()
+            .flat_map(|re| re.captures_iter(text))
+            .filter_map(|c| first_group(&c).map(Cow::Borrowed))
+            .collect()
+    }
+}
+
+fn scalar(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        _ => None,
+    }
+}
+
+fn first_group<'t>(caps: &Captures<'t>) -> Option<&'t str> {
+    caps.iter().skip(1).flatten().next().map(|m| m.as_str())
+}
+
+fn compile(id: &str, what: &str, pattern: &str) -> Result<Regex, RunbookError> {
+    Regex::new(pattern).map_err(|source| RunbookError::Regex {
+        id: id.to_string(),
+        what: what.to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// A regex that must capture the value it is used for.
+fn compile_capturing(id: &str, what: &str, pattern: &str) -> Result<Regex, RunbookError> {
+    let re = compile(id, what, pattern)?;
+    if re.captures_len() < 2 {
+        return Err(RunbookError::Invalid {
+            id: id.to_string(),
+            reason: format!("{what}: {pattern:?} needs a capture group for the value"),
+        });
+    }
+    Ok(re)
+}
+
+fn compile_set(id: &str, what: &str, patterns: &[String]) -> Result<RegexSet, RunbookError> {
+    RegexSet::new(patterns).map_err(|source| RunbookError::Regex {
+        id: id.to_string(),
+        what: what.to_string(),
+        source: Box::new(source),
+    })
+}
+
+impl Matchers {
+    pub(super) fn new(
+        rb: &Runbook,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Self, RunbookError> {
+        let id = rb.id.as_str();
+        let fill = |text: &str, what: &str| {
+            template::fill_labels(text, labels).ok_or_else(|| RunbookError::MissingLabel {
+                id: id.to_string(),
+                label: template::placeholders(text)
+                    .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+                    .find(|l| !labels.contains_key(*l))
+                    .unwrap_or_default()
+                    .to_string(),
+                purpose: what.to_string(),
+            })
+        };
+        let extractor = |field: &Field, what: &str| -> Result<Extractor, RunbookError> {
+            Ok(Extractor {
+                json: field.json.clone(),
+                text: field
+                    .text
+                    .as_deref()
+                    .map(|p| compile_capturing(id, what, p))
+                    .transpose()?,
+            })
+        };
+
+        let signature = rb
+            .signature
+            .contains
+            .iter()
+            .map(|s| fill(s, "signature.contains"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut filters = Vec::new();
+        let mut described = Vec::new();
+        for f in &rb.signature.filters {
+            let value = fill(&f.equals, &format!("signature.where {}", f.field))?;
+            described.push(format!("{}={value}", f.field));
+            let field = Field {
+                json: f.json.clone(),
+                text: f.text.clone(),
+            };
+            filters.push((
+                extractor(&field, &format!("signature.where {}", f.field))?,
+                value,
+            ));
+        }
+        let description = if described.is_empty() {
+            signature.join(" or ")
+        } else {
+            described.join(", ")
+        };
+
+        let categories = rb
+            .categories
+            .iter()
+            .map(|r| {
+                let what = format!("categories {} patterns", r.category.as_str());
+                Ok(Classifier {
+                    category: r.category,
+                    statuses: r.http_status.clone(),
+                    patterns: (!r.patterns.is_empty())
+                        .then(|| compile_set(id, &what, &r.patterns))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<_, RunbookError>>()?;
+        let markers = if rb.success_markers.is_empty() {
+            None
+        } else {
+            let patterns: Vec<String> = rb
+                .success_markers
+                .iter()
+                .map(|m| m.pattern.clone())
+                .collect();
+            let names = rb.success_markers.iter().map(|m| m.name.clone()).collect();
+            Some((compile_set(id, "successMarkers", &patterns)?, names))
+        };
+
+        Ok(Matchers {
+            signature: signature
+                .iter()
+                .map(|s| Finder::new(s).into_owned())
+                .collect(),
+            description,
+            continuation: rb
+                .signature
+                .continuation
+                .as_deref()
+                .map(|p| compile(id, "signature.continuation", p))
+                .transpose()?,
+            filters,
+            controller_ids: rb
+                .controller_ids
+                .as_ref()
+                .map(|f| extractor(f, "controllerIds"))
+                .transpose()?,
+            http_status: rb
+                .http_status
+                .iter()
+                .map(|p| compile_capturing(id, "httpStatus", p))
+                .collect::<Result<_, _>>()?,
+            categories,
+            markers,
+            related: rb
+                .related_services
+                .as_ref()
+                .map(|r| {
+                    Ok::<_, RunbookError>((
+                        compile_set(id, "relatedServices.patterns", &r.patterns)?,
+                        r.category,
+                    ))
+                })
+                .transpose()?,
+            time_fields: rb.json.time_fields.clone(),
+            detail_fields: rb.json.detail_fields.clone(),
+        })
+    }
+
+    /// Distinct HTTP statuses in the text, in the order found.
+    fn statuses(&self, detail: &str) -> Vec<u16> {
+        let mut found = Vec::new();
+        for caps in self
+            .http_status
+            .iter()
+            .flat_map(|re| re.captures_iter(detail))
+        {
+            let status = first_group(&caps)
+                .and_then(|g| g.parse::<u16>().ok())
+                .filter(|s| (100..=599).contains(s));
+            if let Some(s) = status
+                && !found.contains(&s)
+            {
+                found.push(s);
+            }
+        }
+        found
+    }
+
+    fn classify(&self, detail: &str, statuses: &[u16]) -> Category {
+        self.categories
+            .iter()
+            .find(|c| c.fits(detail, statuses))
+            .map_or(Category::Unclassified, |c| c.category)
+    }
+}
+
+/// A failure record being assembled: its first line and, possibly, a continuation line.
+struct Record {
+    time: Option<Timestamp>,
+    /// The lines as read, for samples.
+    raw: String,
+    /// The lines without their timestamps, joined by `\n`.
+    body: String,
+    /// Length of the first line in `body`: the part that may be a JSON object.
+    first_len: usize,
+}
+
+impl Record {
+    fn new(time: Option<Timestamp>, raw: &str, body: &str) -> Self {
+        Record {
+            time,
+            raw: raw.to_string(),
+            body: body.to_string(),
+            first_len: body.len(),
+        }
+    }
+
+    fn extend(&mut self, raw: &str, body: &str) {
+        self.raw.push(' ');
+        self.raw.push_str(raw);
+        self.body.push('\n');
+        self.body.push_str(body);
+    }
+}
+
+/// Scans one log stream. Create one per container log with
+/// [`super::CompiledRunbook::scanner`] (or `related_scanner`).
+pub struct LogScanner<'a> {
+    matchers: &'a Matchers,
+    /// Counts lines matching the related-services patterns instead of failure records.
+    related: bool,
+    line: Vec<u8>,
+    pending: Option<Record>,
+    samples: Vec<(Category, String)>,
+    findings: StreamFindings,
+}
+
+impl<'a> LogScanner<'a> {
+    pub(super) fn new(matchers: &'a Matchers, related: bool) -> Self {
+        LogScanner {
+            matchers,
+            related,
+            line: Vec::new(),
+            pending: None,
+            samples: Vec::new(),
+            findings: StreamFindings::default(),
+        }
+    }
+
+    /// Feeds the next bytes of the stream; a line may span any number of chunks.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.findings.bytes += chunk.len() as u64;
+        let mut rest = chunk;
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            self.append(&rest[..end]);
+            self.end_line();
+            rest = &rest[end + 1..];
+        }
+        self.append(rest);
+    }
+
+    /// Ends the stream: the last line without a newline and any waiting record count too.
+    pub fn finish(mut self) -> StreamFindings {
+        if !self.line.is_empty() {
+            self.end_line();
+        }
+        if let Some(record) = self.pending.take() {
+            self.finalize(record);
+        }
+        self.findings.samples = self.samples.into_iter().map(|(_, s)| s).collect();
+        self.findings
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn end_line(&mut self) {
+        // Reuse the buffer's allocation for the next line.
+        let line = std::mem::take(&mut self.line);
+        self.scan_line(&line);
+        self.line = line;
+        self.line.clear();
+    }
+
+    fn scan_line(&mut self, bytes: &[u8]) {
+        self.findings.lines += 1;
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let raw = String::from_utf8_lossy(bytes);
+        let (time, body) = split_timestamp(&raw);
+        let m = self.matchers;
+
+        if self.related {
+            if let Some((patterns, category)) = &m.related
+                && patterns.is_match(body)
+            {
+                self.count(&Record::new(time, &raw, body), *category, &[]);
+            }
+            return;
+        }
+
+        if let Some(mut record) = self.pending.take() {
+            if m.continuation.as_ref().is_some_and(|c| c.is_match(body)) {
+                record.extend(&raw, body);
+                self.finalize(record);
+                return;
+            }
+            self.finalize(record);
+        }
+        if let Some((set, names)) = &m.markers {
+            for i in set.matches(body).iter() {
+                *self
+                    .findings
+                    .success_markers
+                    .entry(names[i].clone())
+                    .or_default() += 1;
+            }
+        }
+        if m.signature
+            .iter()
+            .any(|f| f.find(body.as_bytes()).is_some())
+        {
+            let record = Record::new(time, &raw, body);
+            if m.continuation.is_some() {
+                self.pending = Some(record);
+            } else {
+                self.finalize(record);
+            }
+        }
+    }
+
+    fn finalize(&mut self, mut record: Record) {
+        let m = self.matchers;
+        let (first, rest) = record.body.split_at(record.first_len);
+        let json = parse_object(first);
+        let json = json.as_ref();
+        for (field, expected) in &m.filters {
+            if field.first(json, &record.body).as_deref() != Some(expected.as_str()) {
+                return;
+            }
+        }
+        let detail = match json {
+            Some(obj) => detail_text(obj, &m.detail_fields, rest)
+                .map_or(Cow::Borrowed(record.body.as_str()), Cow::Owned),
+            None => Cow::Borrowed(record.body.as_str()),
+        };
+        let statuses = m.statuses(&detail);
+        let category = m.classify(&detail, &statuses);
+        if let Some(extractor) = &m.controller_ids {
+            for id in extractor.all(json, &record.body) {
+                if self.findings.controller_ids.len() >= MAX_CONTROLLER_IDS {
+                    break;
+                }
+                if is_id(&id) {
+                    self.findings.controller_ids.insert(id.into_owned());
+                }
+            }
+        }
+        if record.time.is_none() {
+            record.time = json.and_then(|obj| json_time(obj, &m.time_fields));
+        }
+        self.count(&record, category, &statuses);
+    }
+
+    fn count(&mut self, record: &Record, category: Category, statuses: &[u16]) {
+        *self.findings.matches.entry(category).or_default() += 1;
+        for s in statuses {
+            *self.findings.http_statuses.entry(*s).or_default() += 1;
+        }
+        if let Some(t) = record.time {
+            self.findings.first_failure = min_some(self.findings.first_failure, Some(t));
+            self.findings.last_failure = self.findings.last_failure.max(Some(t));
+        }
+        self.sample(category, &record.raw);
+    }
+
+    /// Keeps the first record of each category before a second of any, so the samples show
+    /// the variety of failures rather than three copies of the commonest.
+    fn sample(&mut self, category: Category, raw: &str) {
+        let seen = self.samples.iter().any(|(c, _)| *c == category);
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push((category, shorten(raw)));
+        } else if !seen {
+            let repeated = |c: &Category| self.samples.iter().filter(|(d, _)| d == c).count() > 1;
+            if let Some(i) = self.samples.iter().rposition(|(c, _)| repeated(c)) {
+                self.samples[i] = (category, shorten(raw));
+            }
+        }
+    }
+}
+
+/// Redacted first, then cut, so a secret is never half kept.
+fn shorten(raw: &str) -> String {
+    let redacted = redact(raw);
+    match redacted.char_indices().nth(MAX_SAMPLE_CHARS) {
+        Some((cut, _)) => format!("{}…", &redacted[..cut]),
+        None => redacted.into_owned(),
+    }
+}
+
+fn is_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Splits off a leading RFC 3339 timestamp and its space, when there is one.
+fn split_timestamp(line: &str) -> (Option<Timestamp>, &str) {
+    let b = line.as_bytes();
+    let looks_like_date = b.len() > 11 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-';
+    if !looks_like_date {
+        return (None, line);
+    }
+    let Some(space) = b.iter().take(MAX_TIMESTAMP_LEN).position(|&c| c == b' ') else {
+        return (None, line);
+    };
+    match line[..space].parse::<Timestamp>() {
+        Ok(t) => (Some(t), &line[space + 1..]),
+        Err(_) => (None, line),
+    }
+}
+
+fn parse_object(text: &str) -> Option<Map<String, Value>> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// The JSON fields that describe the error, plus any continuation lines; `None` when the
+/// object has none of them, so the whole record is searched instead.
+fn detail_text(obj: &Map<String, Value>, fields: &[String], rest: &str) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for value in fields.iter().filter_map(|f| obj.get(f)) {
+        match value {
+            Value::Array(items) => parts.extend(items.iter().map(value_text)),
+            v => parts.push(value_text(v)),
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let mut text = parts.join("\n");
+    text.push_str(rest);
+    Some(text)
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+fn json_time(obj: &Map<String, Value>, fields: &[String]) -> Option<Timestamp> {
+    fields
+        .iter()
+        .filter_map(|f| obj.get(f))
+        .find_map(|v| match v {
+            Value::String(s) => s.parse().ok(),
+            Value::Number(n) => epoch(n.as_f64()?),
+            _ => None,
+        })
+}
+
+/// Epoch numbers come in seconds (zap's `ts`), milliseconds, microseconds or nanoseconds;
+/// the magnitude tells which for any date after 1973.
+fn epoch(n: f64) -> Option<Timestamp> {
+    let nanos_per_unit = match n.abs() {
+        x if x >= 1e17 => 1.0,
+        x if x >= 1e14 => 1e3,
+        x if x >= 1e11 => 1e6,
+        _ => 1e9,
+    };
+    let nanos = n * nanos_per_unit;
+    if !nanos.is_finite() {
+        return None;
+    }
+    // Out-of-range values saturate in the cast and are then refused by jiff.
+    Timestamp::from_nanosecond(nanos as i128).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::Alert;
+    use crate::runbook::{Catalog, CompiledRunbook};
+
+    fn compiled(id: &str, labels: &[(&str, &str)]) -> CompiledRunbook {
+        let alert = Alert {
+            name: "test".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            starts_at: None,
+        };
+        Catalog::builtin()
+            .select(Some(id), &alert)
+            .unwrap()
+            .compile(&alert)
+            .unwrap()
+    }
+
+    fn metering() -> CompiledRunbook {
+        compiled("metering-token-exchange", &[("service", "armada-cluster")])
+    }
+
+    fn orchestrator() -> CompiledRunbook {
+        compiled(
+            "orchestrator-callback-errors",
+            &[
+                ("operation", "DeleteClientID"),
+                ("reason_code", "ErrorUnclassified"),
+            ],
+        )
+    }
+
+    fn scan_chunks(scanner: LogScanner<'_>, input: &[u8], chunk: usize) -> StreamFindings {
+        let mut scanner = scanner;
+        for part in input.chunks(chunk.max(1)) {
+            scanner.push(part);
+        }
+        scanner.finish()
+    }
+
+    fn scan(c: &CompiledRunbook, input: &str) -> StreamFindings {
+        scan_chunks(c.scanner(), input.as_bytes(), input.len())
+    }
+
+    /// Every feature of the scanner in one stream: prefixed and bare lines, records with and
+    /// without continuation, JSON, CRLF, bad UTF-8, a line over the cap and no final newline.
+    fn busy_stream() -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend_from_slice(b"2026-11-21T04:00:00.5Z Worker metering started\r\n");
+        s.extend_from_slice(
+            b"2026-11-21T04:01:00Z ErrorMeteringTokenExchangeFailure: IAM token exchange failure\n",
+        );
+        s.extend_from_slice(b"2026-11-21T04:01:00Z Wrapped Errors: [\"request failed. (429)\"]\n");
+        s.extend_from_slice(
+            b"ErrorMeteringTokenExchangeFailure: no time \xff\xfe (401) apikey=s3cr3t\n",
+        );
+        s.extend_from_slice(br#"{"ts":"2026-11-21T03:59:00Z","reasonCode":"ErrorMeteringTokenExchangeFailure","wrappedErrors":["dial tcp: i/o timeout"]}"#);
+        s.push(b'\n');
+        s.extend_from_slice(b"ErrorMeteringTokenExchangeFailure ");
+        s.extend(std::iter::repeat_n(b'x', 3 * MAX_LINE_BYTES));
+        s.extend_from_slice(b" (403)\n\n");
+        s.extend_from_slice(b"2026-11-21T04:09:00Z ErrorMeteringTokenExchangeFailure: status 500");
+        s
+    }
+
+    #[test]
+    fn chunk_boundaries_do_not_change_findings() {
+        let c = metering();
+        let input = busy_stream();
+        let whole = scan_chunks(c.scanner(), &input, input.len());
+        for chunk in [1, 2, 7, 4096, MAX_LINE_BYTES + 1] {
+            assert_eq!(
+                scan_chunks(c.scanner(), &input, chunk),
+                whole,
+                "chunk size {chunk}"
+            );
+        }
+        assert_eq!(whole.lines, 8);
+        assert_eq!(whole.bytes, input.len() as u64);
+        let expected = BTreeMap::from([
+            (Category::AuthFailure, 1),
+            (Category::RateLimited, 1),
+            (Category::NetworkFailure, 1),
+            (Category::Unclassified, 2),
+        ]);
+        assert_eq!(whole.matches, expected);
+        assert_eq!(
+            whole.http_statuses,
+            BTreeMap::from([(401, 1), (429, 1), (500, 1)])
+        );
+        assert_eq!(
+            whole.success_markers,
+            BTreeMap::from([("Worker metering started".to_string(), 1)])
+        );
+        assert_eq!(
+            whole.first_failure,
+            Some("2026-11-21T03:59:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            whole.last_failure,
+            Some("2026-11-21T04:09:00Z".parse().unwrap())
+        );
+        assert_eq!(whole.samples.len(), MAX_SAMPLES);
+        assert!(
+            whole.samples.iter().all(|s| !s.contains("s3cr3t")),
+            "{:?}",
+            whole.samples
+        );
+    }
+
+    #[test]
+    fn a_line_over_the_cap_is_never_buffered_whole() {
+        let c = metering();
+        let mut scanner = c.scanner();
+        for _ in 0..64 {
+            scanner.push(&[b'y'; 64 * 1024]);
+        }
+        assert!(
+            scanner.line.capacity() <= 2 * MAX_LINE_BYTES,
+            "{}",
+            scanner.line.capacity()
+        );
+        scanner.push(b" ErrorMeteringTokenExchangeFailure (401)\n");
+        let findings = scanner.finish();
+        assert_eq!(
+            (findings.lines, findings.failures()),
+            (1, 0),
+            "the signature lay beyond the cap"
+        );
+    }
+
+    #[test]
+    fn wrapped_errors_on_the_next_line_are_one_record() {
+        let c = metering();
+        let findings = scan(
+            &c,
+            "ErrorMeteringTokenExchangeFailure: x\nWrapped Errors: [\"(403)\"]\nWrapped Errors: [\"(429)\"]\n",
+        );
+        // The second Wrapped Errors line follows a finished record, so it belongs to nothing.
+        assert_eq!(
+            findings.matches,
+            BTreeMap::from([(Category::AuthFailure, 1)])
+        );
+        assert_eq!(findings.lines, 3);
+        assert_eq!(
+            findings.samples,
+            ["ErrorMeteringTokenExchangeFailure: x Wrapped Errors: [\"(403)\"]"]
+        );
+    }
+
+    #[test]
+    fn statuses_are_read_from_wrapped_errors_in_their_usual_forms() {
+        let c = metering();
+        let cases = [
+            (
+                "The IAM token exchange request failed. (429)",
+                Some(429),
+                Category::RateLimited,
+            ),
+            ("status 401 returned", Some(401), Category::AuthFailure),
+            (r#"{\"statusCode\":403}"#, Some(403), Category::AuthFailure),
+            ("403 Forbidden", Some(403), Category::AuthFailure),
+            (
+                "ApiKey based rate limit for calls to /token",
+                None,
+                Category::RateLimited,
+            ),
+            (
+                "Post \"https://iam/token\": context deadline exceeded",
+                None,
+                Category::NetworkFailure,
+            ),
+            (
+                "dial tcp: lookup iam.cloud.ibm.com: no such host",
+                None,
+                Category::NetworkFailure,
+            ),
+            (
+                "read: connection reset by peer",
+                None,
+                Category::NetworkFailure,
+            ),
+            (
+                "net/http: TLS handshake timeout",
+                None,
+                Category::NetworkFailure,
+            ),
+            ("unexpected EOF", None, Category::NetworkFailure),
+            ("the request timed out", None, Category::NetworkFailure),
+            (
+                "invalid character 'A' looking for beginning of value",
+                None,
+                Category::Unclassified,
+            ),
+            ("failed (500)", Some(500), Category::Unclassified),
+            ("code (999)", None, Category::Unclassified),
+        ];
+        for (wrapped, status, category) in cases {
+            let f = scan(
+                &c,
+                &format!("ErrorMeteringTokenExchangeFailure\nWrapped Errors: [\"{wrapped}\"]\n"),
+            );
+            assert_eq!(f.matches, BTreeMap::from([(category, 1)]), "{wrapped}");
+            assert_eq!(f.http_statuses.keys().next().copied(), status, "{wrapped}");
+        }
+    }
+
+    #[test]
+    fn json_lines_use_their_fields() {
+        let c = metering();
+        let line = r#"{"ts":1795233600.5,"caller":"x.go:403","reasonCode":"ErrorMeteringTokenExchangeFailure","wrappedErrors":["The IAM token exchange request failed. (429)"]}"#;
+        let f = scan(&c, line);
+        assert_eq!(f.matches, BTreeMap::from([(Category::RateLimited, 1)]));
+        assert_eq!(
+            f.http_statuses,
+            BTreeMap::from([(429, 1)]),
+            "the caller's line number is not a status"
+        );
+        assert_eq!(
+            f.first_failure,
+            Some("2026-11-21T04:00:00.5Z".parse().unwrap())
+        );
+        // A broken JSON line is still a line: the signature and statuses are read from its text.
+        let f = scan(
+            &c,
+            r#"{"reasonCode":"ErrorMeteringTokenExchangeFailure","err":"(401)""#,
+        );
+        assert_eq!(f.matches, BTreeMap::from([(Category::AuthFailure, 1)]));
+    }
+
+    #[test]
+    fn only_the_alerts_callback_and_reason_code_count() {
+        let c = orchestrator();
+        let input = [
+            r#"{"callbackName":"DeleteClientID","reasonCode":"ErrorUnclassified","controllerID":"c7kd91rd0f6h1m2n3o4p","error":"403 BXNIM0515E: You are not authorized"}"#,
+            r#"{"callbackName":"CreateClientID","reasonCode":"ErrorUnclassified","controllerID":"other1","error":"403 BXNIM0515E"}"#,
+            "callbackName:DeleteClientID reasonCode:ErrorUnclassified for cluster bsd1234f0sop9a2b4cdg: 403 BXNIM0515E",
+            "callbackName:DeleteClientID reasonCode:ErrorTimeout controllerID:nope 403 BXNIM0515E",
+            "callbackName: DeleteClientIDs reasonCode: ErrorUnclassified 403 BXNIM0515E",
+            "callbackName=DeleteClientID reasonCode=ErrorUnclassified controller_id=abc-123 (500)",
+            "reasonCode:ErrorUnclassified with no callback name",
+            "callbackName:DeleteClientID reasonCode:ErrorUnclassified in cluster the-words-are-not-ids",
+        ]
+        .join("\n");
+        let f = scan(&c, &input);
+        assert_eq!(
+            f.matches,
+            BTreeMap::from([
+                (Category::ClientIdNotAuthorized, 2),
+                (Category::Unclassified, 2)
+            ])
+        );
+        assert_eq!(f.http_statuses, BTreeMap::from([(403, 2), (500, 1)]));
+        let ids: Vec<&str> = f.controller_ids.iter().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            ["abc-123", "bsd1234f0sop9a2b4cdg", "c7kd91rd0f6h1m2n3o4p"]
+        );
+    }
+
+    #[test]
+    fn controller_ids_and_samples_are_bounded() {
+        let c = orchestrator();
+        let input: String = (0..100)
+            .map(|i| format!("callbackName:DeleteClientID reasonCode:ErrorUnclassified controllerID:id{i:03} 403 BXNIM0515E {}\n", "z".repeat(400)))
+            .collect();
+        let f = scan(&c, &input);
+        assert_eq!(f.controller_ids.len(), MAX_CONTROLLER_IDS);
+        assert_eq!(f.samples.len(), MAX_SAMPLES);
+        assert!(
+            f.samples
+                .iter()
+                .all(|s| s.chars().count() == MAX_SAMPLE_CHARS + 1 && s.ends_with('…'))
+        );
+    }
+
+    #[test]
+    fn samples_show_each_category_before_repeating_one() {
+        let c = metering();
+        let record = |wrapped: &str| format!("ErrorMeteringTokenExchangeFailure {wrapped}\n");
+        let input = [
+            record("(429) a"),
+            record("(429) b"),
+            record("(429) c"),
+            record("(401) d"),
+            record("i/o timeout e"),
+        ]
+        .concat();
+        let f = scan(&c, &input);
+        assert_eq!(f.samples.len(), 3);
+        for want in ["(429) a", "(401) d", "i/o timeout e"] {
+            assert!(
+                f.samples.iter().any(|s| s.contains(want)),
+                "{want}: {:?}",
+                f.samples
+            );
+        }
+    }
+
+    #[test]
+    fn related_scanner_counts_only_the_rate_limit_signature() {
+        let c = metering();
+        let input = "ApiKey based rate limit for calls to /token\nIAM: rate limited\nErrorMeteringTokenExchangeFailure (401)\nrate limit on cache\n";
+        let f = scan_chunks(c.related_scanner(), input.as_bytes(), 3);
+        assert_eq!(f.matches, BTreeMap::from([(Category::RateLimited, 2)]));
+        assert_eq!(f.lines, 4);
+        assert_eq!(
+            scan_chunks(orchestrator().related_scanner(), input.as_bytes(), 3).failures(),
+            0
+        );
+    }
+
+    #[test]
+    fn merge_adds_and_stays_bounded() {
+        let c = metering();
+        let a = scan(
+            &c,
+            "2026-11-21T04:05:00Z ErrorMeteringTokenExchangeFailure (429)\nWorker metering stopped\n",
+        );
+        let b = scan(
+            &c,
+            "2026-11-21T04:01:00Z ErrorMeteringTokenExchangeFailure (401)\n2026-11-21T04:02:00Z ErrorMeteringTokenExchangeFailure (401)\n2026-11-21T04:03:00Z ErrorMeteringTokenExchangeFailure (401)\n",
+        );
+        let mut total = a.clone();
+        total.merge(b.clone());
+        assert_eq!(total.lines, a.lines + b.lines);
+        assert_eq!(total.bytes, a.bytes + b.bytes);
+        assert_eq!(total.failures(), 4);
+        assert_eq!(total.samples.len(), MAX_SAMPLES);
+        assert_eq!(
+            total.first_failure,
+            Some("2026-11-21T04:01:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            total.last_failure,
+            Some("2026-11-21T04:05:00Z".parse().unwrap())
+        );
+        let mut empty = StreamFindings::default();
+        empty.merge(a.clone());
+        assert_eq!(empty, a);
+    }
+
+    #[test]
+    fn leading_timestamps() {
+        let cases = [
+            (
+                "2026-11-21T04:00:00.123456789Z msg",
+                Some("2026-11-21T04:00:00.123456789Z"),
+                "msg",
+            ),
+            (
+                "2026-11-21T05:00:00+01:00 msg",
+                Some("2026-11-21T04:00:00Z"),
+                "msg",
+            ),
+            ("2026-11-21 04:00:00 msg", None, "2026-11-21 04:00:00 msg"),
+            ("2026-13-45T99:00:00Z msg", None, "2026-13-45T99:00:00Z msg"),
+            ("12345-not a date", None, "12345-not a date"),
+            ("msg", None, "msg"),
+            ("", None, ""),
+            ("2026-ü", None, "2026-ü"),
+        ];
+        for (line, time, body) in cases {
+            let want = time.map(|t| t.parse::<Timestamp>().unwrap());
+            assert_eq!(split_timestamp(line), (want, body), "{line}");
+        }
+    }
+
+    #[test]
+    fn epoch_units_are_inferred() {
+        let want: Timestamp = "2026-11-21T04:00:00Z".parse().unwrap();
+        for n in [1795233600.0, 1795233600e3, 1795233600e6, 1795233600e9] {
+            assert_eq!(epoch(n), Some(want), "{n}");
+        }
+        assert_eq!(epoch(f64::NAN), None);
+        assert_eq!(epoch(f64::INFINITY), None);
+        assert_eq!(epoch(1e300), None);
+    }
+}

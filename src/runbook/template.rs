@@ -1,0 +1,115 @@
+//! `{placeholder}` templates in runbook text.
+//!
+//! Filling is a single pass, so a value that itself contains `{...}` (an alert label, a log
+//! excerpt) is never expanded again. A value that is not known renders as a visible
+//! `<name: why>` marker instead of disappearing, so a person reading the steps sees the gap.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+pub(super) const LABELS_PREFIX: &str = "labels.";
+
+/// Variables a verdict template may use besides `{labels.<name>}`.
+pub(super) const VARIABLES: &[&str] = &[
+    "alert",
+    "runbook",
+    "title",
+    "now",
+    "signature",
+    "category",
+    "count",
+    "failures",
+    "pods",
+    "failingPods",
+    "failingPodNames",
+    "pod",
+    "httpStatus",
+    "firstFailure",
+    "lastFailure",
+    "controllerId",
+    "controllerIds",
+    "account",
+    "resourceGroup",
+    "envSource",
+    "successes",
+    "intermittent",
+    "relatedServices",
+];
+
+static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\{(labels\.[^{}\s]+|[A-Za-z][A-Za-z0-9]*)\}")
+        .expect("placeholder pattern is valid")
+});
+
+pub(super) fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+    PLACEHOLDER
+        .captures_iter(text)
+        .filter_map(|c| c.get(1).map(|m| m.as_str()))
+}
+
+pub(super) fn is_known(name: &str) -> bool {
+    name.starts_with(LABELS_PREFIX) || VARIABLES.contains(&name)
+}
+
+/// `text` with each placeholder replaced by `value(name)`.
+pub(super) fn render(text: &str, value: impl Fn(&str) -> String) -> String {
+    PLACEHOLDER
+        .replace_all(text, |c: &regex::Captures| value(&c[1]))
+        .into_owned()
+}
+
+/// `text` filled from alert labels only; `None` when a label it names is missing.
+pub(super) fn fill_labels(text: &str, labels: &BTreeMap<String, String>) -> Option<String> {
+    let all_present = placeholders(text).all(|p| {
+        p.strip_prefix(LABELS_PREFIX)
+            .is_some_and(|l| labels.contains_key(l))
+    });
+    all_present.then(|| render(text, |p| label(labels, p)))
+}
+
+/// The value of a `labels.<name>` placeholder, or a visible marker when the alert lacks it.
+pub(super) fn label(labels: &BTreeMap<String, String>, placeholder: &str) -> String {
+    let name = placeholder
+        .strip_prefix(LABELS_PREFIX)
+        .unwrap_or(placeholder);
+    match labels.get(name) {
+        Some(v) => v.clone(),
+        None => format!("<{name}: not in the alert's labels>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_once_and_marks_gaps() {
+        let labels = BTreeMap::from([
+            ("region".to_string(), "us-south".to_string()),
+            ("evil".to_string(), "{labels.region}".to_string()),
+        ]);
+        let text = "{labels.region} {labels.evil} {labels.zone} {count} {not a placeholder}";
+        let out = render(text, |p| {
+            if p.starts_with(LABELS_PREFIX) {
+                label(&labels, p)
+            } else {
+                "7".into()
+            }
+        });
+        assert_eq!(
+            out,
+            "us-south {labels.region} <zone: not in the alert's labels> 7 {not a placeholder}"
+        );
+        assert_eq!(
+            fill_labels("app={labels.region}", &labels).as_deref(),
+            Some("app=us-south")
+        );
+        assert_eq!(fill_labels("{labels.zone}", &labels), None);
+        assert_eq!(
+            placeholders("{a} {labels.x/y} {b c}").collect::<Vec<_>>(),
+            ["a", "labels.x/y"]
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! The operator binary under test, run as a real process against the test cluster and scoped
+//! to one test's namespace, its output kept in a file so tests can read what it logged.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kube::Api;
+use serde_json::Value;
+
+use super::{TestNs, eventually};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_alert-triage-operator");
+
+/// A running operator; killed when dropped.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `alert-triage-operator run` watching only `ns`, with extra flags.
+    pub fn start(ns: &TestNs, extra: &[&str]) -> Operator {
+        ns.cluster.install_crds();
+        let dir = std::env::temp_dir().join("ato-operator-logs");
+        std::fs::create_dir_all(&dir).expect("log folder");
+        let log = dir.join(format!("{}.log", ns.name));
+        let out = File::create(&log).expect("operator log file");
+        let err = out.try_clone().expect("operator log file");
+        let child = Command::new(BIN)
+            .args(["--log-format", "json", "run", "--namespaces", &ns.name])
+            .arg("--kubeconfig")
+            .arg(&ns.cluster.kubeconfig)
+            .args(extra)
+            .env("RUST_LOG", "info,alert_triage_operator=debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("starting the operator binary");
+        Operator { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the operator has logged so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Peak resident memory of the process so far, in KiB (Linux's VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        peak_rss_kib(self.child.id()).expect("reading /proc/<pid>/status")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Creates an AlertTriage from JSON (the test's manifest, minus apiVersion/kind).
+pub async fn create_triage(ns: &TestNs, manifest: Value) -> Value {
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(ns.client.clone(), &ns.name, &triage_resource());
+    let mut obj = manifest;
+    obj["apiVersion"] = "triage.dev/v1alpha1".into();
+    obj["kind"] = "AlertTriage".into();
+    let dynamic: kube::api::DynamicObject = serde_json::from_value(obj).expect("manifest shape");
+    let created = api
+        .create(&kube::api::PostParams::default(), &dynamic)
+        .await
+        .unwrap_or_else(|e| panic!("creating AlertTriage: {e}"));
+    serde_json::to_value(created).expect("json")
+}
+
+pub fn triage_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: "triage.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "triage.dev/v1alpha1".into(),
+        kind: "AlertTriage".into(),
+        plural: "alerttriages".into(),
+    }
+}
+
+/// Waits until the triage's status reaches one of `phases` for its current generation and
+/// returns the whole object as JSON.
+pub async fn wait_for_phase(ns: &TestNs, name: &str, phases: &[&str], timeout: Duration) -> Value {
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(ns.client.clone(), &ns.name, &triage_resource());
+    let phases: Vec<String> = phases.iter().map(|p| p.to_string()).collect();
+    eventually(timeout, || {
+        let api = api.clone();
+        let phases = phases.clone();
+        async move {
+            let obj = api
+                .get(name)
+                .await
+                .map_err(|e| format!("get {name}: {e}"))?;
+            let json = serde_json::to_value(&obj).map_err(|e| e.to_string())?;
+            let phase = json["status"]["phase"].as_str().unwrap_or("").to_string();
+            let observed = json["status"]["observedGeneration"].as_i64();
+            let generation = json["metadata"]["generation"].as_i64();
+            if phases.contains(&phase) && observed == generation {
+                Ok(json)
+            } else {
+                Err(format!(
+                    "phase {phase:?} (observed {observed:?} of {generation:?}); status {}",
+                    json["status"]
+                ))
+            }
+        }
+    })
+    .await
+}
+
+/// The Events recorded for an object, as `Reason: note` lines.
+pub async fn events_for(ns: &TestNs, name: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(ns.client.clone(), &ns.name);
+    let list = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("listing Events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default()
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,540 @@
+//! Core triage on the simulated cluster: the operator binary, a real kube-apiserver, pods on
+//! kwok nodes and their logs served through the API. One test per runbook scenario.
+
+mod common;
+
+use std::time::Duration;
+
+use common::operator::{Operator, create_triage, events_for, wait_for_phase};
+use common::{PodLog, TestNs, Workload};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{ListParams, PostParams};
+use serde_json::{Value, json};
+
+const DEPLOY: Duration = Duration::from_secs(90);
+const VERDICT: Duration = Duration::from_secs(60);
+
+const METERING_ALERT: &str =
+    "bluemix.containers-kubernetes.armada-cluster_error_metering_token_exchange.us-south";
+
+fn metering_failure(status: u16, detail: &str) -> Vec<String> {
+    vec![
+        "ErrorMeteringTokenExchangeFailure: Failed to prepare OpenShift license metering  IAM token exchange failure".to_string(),
+        format!(
+            r#"Wrapped Errors: ["The IAM token exchange request failed. ({status})","Failed to decode response ({status}): \"{detail}\"","invalid character 'A' looking for beginning of value"]"#
+        ),
+    ]
+}
+
+fn network_failure() -> Vec<String> {
+    vec![
+        "ErrorMeteringTokenExchangeFailure: Failed to prepare OpenShift license metering  IAM token exchange failure".to_string(),
+        r#"Wrapped Errors: ["The IAM token exchange request failed.","Post \"https://iam.cloud.ibm.com/identity/token\": dial tcp 10.1.2.3:443: i/o timeout"]"#.to_string(),
+    ]
+}
+
+fn healthy() -> Vec<String> {
+    vec![
+        "Worker metering started".to_string(),
+        "OpenShift licences usage submitted".to_string(),
+        "Worker metering stopped".to_string(),
+    ]
+}
+
+fn repeat(lines: Vec<String>, times: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..times {
+        out.extend(lines.iter().cloned());
+    }
+    out
+}
+
+/// Deploys `name` with one pod per log in `logs` and gives each pod (in name order) its log.
+async fn workload_with_logs(ns: &TestNs, w: Workload, logs: Vec<Vec<String>>) -> Vec<Pod> {
+    assert_eq!(w.replicas as usize, logs.len());
+    let pods = ns.deploy(&w, DEPLOY).await;
+    for (pod, lines) in pods.iter().zip(logs) {
+        let name = pod.metadata.name.as_deref().unwrap();
+        ns.attach_logs(name, "app", &PodLog::lines(lines), None)
+            .await;
+    }
+    pods
+}
+
+fn metering_triage(name: &str, selector_app: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {
+            "alert": {"name": METERING_ALERT, "labels": {"service": "armada-cluster", "region": "us-south"}},
+            "target": {"selector": {"matchLabels": {"app": selector_app}}},
+            "window": "1h"
+        }
+    })
+}
+
+fn pod_names(pods: &[Pod]) -> Vec<String> {
+    pods.iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn rate_limited_on_every_pod_escalates_and_names_related_services() {
+    let ns = TestNs::new("rate-limited").await;
+    let op = Operator::start(&ns, &[]);
+    let limited = repeat(
+        metering_failure(429, "ApiKey based rate limit for calls to /token"),
+        20,
+    );
+    workload_with_logs(
+        &ns,
+        Workload::new("armada-cluster", 3),
+        vec![limited.clone(), limited.clone(), limited.clone()],
+    )
+    .await;
+    // Another service named by the runbook, hitting the same IAM rate limit.
+    workload_with_logs(&ns, Workload::new("armada-api", 1), vec![limited.clone()]).await;
+    create_triage(&ns, metering_triage("rl", "armada-cluster")).await;
+
+    let t = wait_for_phase(&ns, "rl", &["Escalated"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["runbook"], "metering-token-exchange");
+    assert_eq!(s["classification"]["category"], "RateLimited");
+    assert_eq!(s["classification"]["httpStatus"], 429);
+    assert_eq!(s["classification"]["scope"], "AllPods");
+    assert_eq!(s["recommendation"]["action"], "Escalate");
+    assert_eq!(s["recommendation"]["team"], "troutbridge");
+    assert!(s["proposal"].is_null());
+    let related: Vec<&str> = s["evidence"]["relatedServices"]
+        .as_array()
+        .expect("relatedServices")
+        .iter()
+        .map(|r| r["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(related, ["armada-api"]);
+    assert_eq!(s["evidence"]["pods"].as_array().unwrap().len(), 3);
+    assert!(
+        s["notification"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("provisioning or deleting workers")
+    );
+    let events = events_for(&ns, "rl").await;
+    assert!(
+        events.iter().any(|e| e.starts_with("Gathering")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.starts_with("Escalated")),
+        "{events:?}"
+    );
+    drop(op);
+}
+
+#[tokio::test]
+async fn unauthorized_401_records_an_api_key_rotation() {
+    let ns = TestNs::new("auth-401").await;
+    let _op = Operator::start(&ns, &[]);
+    let failing = repeat(
+        metering_failure(401, "Provided API key could not be found"),
+        5,
+    );
+    workload_with_logs(
+        &ns,
+        Workload::new("armada-cluster", 2),
+        vec![failing.clone(), failing],
+    )
+    .await;
+    create_triage(&ns, metering_triage("auth", "armada-cluster")).await;
+
+    let t = wait_for_phase(&ns, "auth", &["ApiKeyRotationRequired"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "AuthFailure");
+    assert_eq!(s["classification"]["httpStatus"], 401);
+    assert_eq!(s["recommendation"]["action"], "RecordApiKeyRotation");
+    assert_eq!(s["apiKeyRotation"]["required"], true);
+    assert!(!s["apiKeyRotation"]["steps"].as_array().unwrap().is_empty());
+    let conditions = s["conditions"].as_array().unwrap();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "ActionRequired" && c["status"] == "True")
+    );
+}
+
+#[tokio::test]
+async fn forbidden_403_in_a_plain_text_record_is_an_auth_failure() {
+    let ns = TestNs::new("auth-403").await;
+    let _op = Operator::start(&ns, &[]);
+    let mut log = healthy();
+    log.extend(metering_failure(403, "Forbidden"));
+    log.extend(healthy());
+    workload_with_logs(
+        &ns,
+        Workload::new("armada-billing", 2),
+        vec![log, healthy()],
+    )
+    .await;
+    create_triage(&ns, metering_triage("forbidden", "armada-billing")).await;
+
+    let t = wait_for_phase(&ns, "forbidden", &["ApiKeyRotationRequired"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "AuthFailure");
+    assert_eq!(s["classification"]["httpStatus"], 403);
+    // One record: the Wrapped Errors line belongs to the failure line before it.
+    let pods = s["evidence"]["pods"].as_array().unwrap();
+    assert_eq!(pods[0]["matches"]["AuthFailure"], 1, "{pods:?}");
+    let intermittency = &s["evidence"]["intermittency"];
+    assert_eq!(intermittency["failures"], 1);
+    assert_eq!(intermittency["intermittent"], true);
+}
+
+#[tokio::test]
+async fn network_failure_on_one_pod_of_three_proposes_deleting_exactly_that_pod() {
+    let ns = TestNs::new("net-one").await;
+    let _op = Operator::start(&ns, &[]);
+    let pods = workload_with_logs(
+        &ns,
+        Workload::new("armada-cluster", 3),
+        vec![healthy(), repeat(network_failure(), 10), healthy()],
+    )
+    .await;
+    let sick = &pods[1];
+    create_triage(&ns, metering_triage("net", "armada-cluster")).await;
+
+    let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "NetworkFailure");
+    assert_eq!(s["classification"]["scope"], "SinglePod");
+    assert_eq!(s["recommendation"]["action"], "DeletePod");
+    assert_eq!(s["proposal"]["action"], "DeletePod");
+    assert_eq!(s["proposal"]["pod"], sick.metadata.name.as_deref().unwrap());
+    assert_eq!(
+        s["proposal"]["podUID"],
+        sick.metadata.uid.as_deref().unwrap()
+    );
+    assert!(
+        s["proposal"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("delete-pod-")
+    );
+    assert!(s["proposal"]["expiresAt"].is_string());
+
+    // Nothing was deleted: the same three pods, same UIDs, none terminating.
+    let now: Vec<Pod> = ns
+        .pods()
+        .list(&ListParams::default().labels("app=armada-cluster"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(pod_names(&now), pod_names(&pods));
+    assert!(now.iter().all(|p| p.metadata.deletion_timestamp.is_none()));
+    let events = events_for(&ns, "net").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("AwaitingApproval") && e.contains("kubectl patch")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn network_failure_on_every_pod_escalates_without_a_proposal() {
+    let ns = TestNs::new("net-all").await;
+    let _op = Operator::start(&ns, &[]);
+    let failing = repeat(network_failure(), 5);
+    workload_with_logs(
+        &ns,
+        Workload::new("armada-cluster", 3),
+        vec![failing.clone(), failing.clone(), failing],
+    )
+    .await;
+    create_triage(&ns, metering_triage("net-all", "armada-cluster")).await;
+
+    let t = wait_for_phase(&ns, "net-all", &["Escalated"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "NetworkFailure");
+    assert_eq!(s["classification"]["scope"], "AllPods");
+    assert_eq!(s["recommendation"]["action"], "Escalate");
+    assert!(s["proposal"].is_null());
+}
+
+fn orchestrator_triage(name: &str, reason_code: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {
+            "alert": {
+                "name": "ClusterSquadOrchestratorCallbackActionTimeErrors",
+                "labels": {
+                    "operation": "DeleteClientID",
+                    "reason_code": reason_code,
+                    "carrier_name": "stage-dal10-carrier103",
+                    "region": "us-south",
+                    "service": "armada-orchestrator"
+                }
+            },
+            "target": {"selector": {"matchLabels": {"app": "armada-orchestrator"}}}
+        }
+    })
+}
+
+fn callback_line(callback: &str, reason: &str, controller: &str, msg: &str) -> String {
+    json!({"level": "error", "callbackName": callback, "reasonCode": reason, "controllerID": controller, "msg": msg})
+        .to_string()
+}
+
+#[tokio::test]
+async fn client_id_not_authorized_fills_in_controller_ids_and_the_info_configmap() {
+    let ns = TestNs::new("bxnim").await;
+    let _op = Operator::start(&ns, &[]);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "armada-info"},
+        "data": {"MULTISHIFT_SRE_ACCOUNT_ID": "acct-1234", "MULTISHIFT_SRE_RESOURCE_GROUP_ID": "rg-5678"}
+    }))
+    .unwrap();
+    ns.api::<ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let msg = "403 BXNIM0515E: You are not authorized to manage this Client ID.";
+    let log = vec![
+        callback_line("DeleteClientID", "ErrorUnclassified", "c0ffee01", msg),
+        callback_line(
+            "CreateClientID",
+            "ErrorUnclassified",
+            "deadbeef",
+            "500 something else",
+        ),
+        callback_line("DeleteClientID", "ErrorUnclassified", "c0ffee02", msg),
+    ];
+    workload_with_logs(&ns, Workload::new("armada-orchestrator", 1), vec![log]).await;
+    create_triage(&ns, orchestrator_triage("bx", "ErrorUnclassified")).await;
+
+    let t = wait_for_phase(&ns, "bx", &["ApiKeyRotationRequired"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["runbook"], "orchestrator-callback-errors");
+    assert_eq!(s["classification"]["category"], "ClientIdNotAuthorized");
+    assert_eq!(s["recommendation"]["action"], "RecordApiKeyRotation");
+    let rotation = &s["apiKeyRotation"];
+    assert_eq!(rotation["controllerIds"], json!(["c0ffee01", "c0ffee02"]));
+    assert_eq!(rotation["account"], "acct-1234");
+    assert_eq!(rotation["resourceGroup"], "rg-5678");
+    let steps = rotation["steps"].to_string();
+    assert!(steps.contains("ibmcloud target -c acct-1234"), "{steps}");
+    assert!(steps.contains("ibmcloud target -g rg-5678"), "{steps}");
+    assert!(steps.contains("--cluster c0ffee01"), "{steps}");
+    assert!(
+        rotation["followUp"]
+            .to_string()
+            .contains("Cleanup Client IDs")
+    );
+    assert_eq!(
+        s["evidence"]["pods"][0]["matches"]["ClientIdNotAuthorized"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_orchestrator_error_escalates_to_troutbridge() {
+    let ns = TestNs::new("orch-unknown").await;
+    let _op = Operator::start(&ns, &[]);
+    let log = vec![
+        callback_line(
+            "DeleteClientID",
+            "ErrorUnclassified",
+            "c1",
+            "500 upstream exploded",
+        ),
+        callback_line(
+            "DeleteClientID",
+            "ErrorUnclassified",
+            "c2",
+            "500 upstream exploded",
+        ),
+    ];
+    workload_with_logs(&ns, Workload::new("armada-orchestrator", 1), vec![log]).await;
+    create_triage(&ns, orchestrator_triage("unk", "ErrorUnclassified")).await;
+
+    let t = wait_for_phase(&ns, "unk", &["Escalated"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "Unclassified");
+    assert_eq!(s["recommendation"]["action"], "Escalate");
+    assert_eq!(s["recommendation"]["team"], "troutbridge");
+}
+
+#[tokio::test]
+async fn no_matching_lines_is_no_evidence() {
+    let ns = TestNs::new("no-evidence").await;
+    let _op = Operator::start(&ns, &[]);
+    workload_with_logs(
+        &ns,
+        Workload::new("armada-cluster", 2),
+        vec![healthy(), healthy()],
+    )
+    .await;
+    create_triage(&ns, metering_triage("quiet", "armada-cluster")).await;
+
+    let t = wait_for_phase(&ns, "quiet", &["NoAction"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "NoEvidence");
+    assert_eq!(s["classification"]["scope"], "NoPods");
+    assert_eq!(s["recommendation"]["action"], "None");
+    assert!(s["evidence"]["linesScanned"].as_u64().unwrap() >= 6);
+}
+
+#[tokio::test]
+async fn an_unknown_runbook_is_reported_with_the_known_ids() {
+    let ns = TestNs::new("unknown-runbook").await;
+    let _op = Operator::start(&ns, &[]);
+    let mut manifest = metering_triage("nope", "armada-cluster");
+    manifest["spec"]["runbook"] = "no-such-runbook".into();
+    create_triage(&ns, manifest).await;
+
+    let t = wait_for_phase(&ns, "nope", &["NoAction"], VERDICT).await;
+    let triaged = t["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Triaged")
+        .cloned()
+        .expect("Triaged condition");
+    assert_eq!(triaged["status"], "False");
+    assert_eq!(triaged["reason"], "UnknownRunbook");
+    let message = triaged["message"].as_str().unwrap();
+    assert!(
+        message.contains("metering-token-exchange")
+            && message.contains("orchestrator-callback-errors"),
+        "{message}"
+    );
+    let events = events_for(&ns, "nope").await;
+    assert!(
+        events.iter().any(|e| e.starts_with("UnknownRunbook")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_in_logs_reach_neither_status_nor_events_nor_the_operator_log() {
+    let ns = TestNs::new("secrets").await;
+    let op = Operator::start(&ns, &[]);
+    let secrets = [
+        "s3cr3tApiKeyValue0123456789abcdefABCDEF",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlc2lnbmF0dXJl",
+        "hunter2password",
+    ];
+    let mut log = vec![
+        format!(
+            "ErrorMeteringTokenExchangeFailure: token exchange failed apikey={} Authorization: Bearer {}",
+            secrets[0], secrets[1]
+        ),
+        format!(
+            r#"Wrapped Errors: ["The IAM token exchange request failed. (401)","POST https://svc:{}@iam.example/identity/token"]"#,
+            secrets[2]
+        ),
+    ];
+    log.push(json!({"reasonCode": "ErrorMeteringTokenExchangeFailure", "apikey": secrets[0], "wrappedErrors": ["(401) unauthorized"]}).to_string());
+    workload_with_logs(&ns, Workload::new("armada-cluster", 1), vec![log]).await;
+    create_triage(&ns, metering_triage("sec", "armada-cluster")).await;
+
+    let t = wait_for_phase(&ns, "sec", &["ApiKeyRotationRequired"], VERDICT).await;
+    let samples = t["status"]["evidence"]["pods"][0]["samples"].to_string();
+    assert!(
+        samples.contains("ErrorMeteringTokenExchangeFailure"),
+        "samples are kept, redacted: {samples}"
+    );
+    let status = t["status"].to_string();
+    let events = events_for(&ns, "sec").await.join("\n");
+    let own_log = op.output();
+    for secret in secrets {
+        assert!(!status.contains(secret), "status leaks {secret}: {status}");
+        assert!(!events.contains(secret), "Events leak {secret}: {events}");
+        assert!(!own_log.contains(secret), "operator log leaks {secret}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_objects_are_refused_by_the_api_server_naming_the_field() {
+    let ns = TestNs::new("malformed").await;
+    ns.cluster.install_crds();
+    let base =
+        json!({"alert": {"name": "x"}, "target": {"selector": {"matchLabels": {"app": "a"}}}});
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "empty alert name",
+            json!({"alert": {"name": ""}}),
+            "spec.alert.name",
+        ),
+        (
+            "blank alert name",
+            json!({"alert": {"name": "   "}}),
+            "spec.alert.name",
+        ),
+        ("missing alert", json!({"dryRun": true}), "spec.alert"),
+        (
+            "window not a duration",
+            json!({"window": "banana"}),
+            "spec.window",
+        ),
+        ("window too long", json!({"window": "25h"}), "spec.window"),
+        ("window too short", json!({"window": "30s"}), "spec.window"),
+        (
+            "approval without approvedBy",
+            json!({"approval": {"proposal": "delete-pod-1"}}),
+            "spec.approval.approvedBy",
+        ),
+        (
+            "approval without proposal",
+            json!({"approval": {"approvedBy": "alice"}}),
+            "spec.approval.proposal",
+        ),
+        (
+            "selector with a bad operator",
+            json!({"target": {"selector": {"matchExpressions": [{"key": "app", "operator": "Like", "values": ["a"]}]}}}),
+            "spec.target.selector.matchExpressions[0].operator",
+        ),
+        (
+            "selector In without values",
+            json!({"target": {"selector": {"matchExpressions": [{"key": "app", "operator": "In"}]}}}),
+            "spec.target.selector.matchExpressions[0]",
+        ),
+        (
+            "selector with an invalid label key",
+            json!({"target": {"selector": {"matchLabels": {"bad key!": "a"}}}}),
+            "spec.target.selector.matchLabels",
+        ),
+    ];
+    for (what, patch, field) in cases {
+        let mut spec = base.clone();
+        merge(&mut spec, &patch);
+        if what == "missing alert" {
+            spec.as_object_mut().unwrap().remove("alert");
+        }
+        let manifest = json!({"apiVersion": "triage.dev/v1alpha1", "kind": "AlertTriage", "metadata": {"name": "bad"}, "spec": spec});
+        let file = std::env::temp_dir().join(format!("{}-bad.json", ns.name));
+        std::fs::write(&file, manifest.to_string()).unwrap();
+        let out = ns.kubectl(&["create", "-f", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: the API server accepted it");
+        assert!(
+            stderr.contains(field),
+            "{what}: message does not name {field}: {stderr}"
+        );
+    }
+    // And a good one is accepted, so the refusals above are about the fields.
+    let ok = json!({"apiVersion": "triage.dev/v1alpha1", "kind": "AlertTriage", "metadata": {"name": "good"}, "spec": base});
+    let file = std::env::temp_dir().join(format!("{}-good.json", ns.name));
+    std::fs::write(&file, ok.to_string()).unwrap();
+    ns.kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
+}
+
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
