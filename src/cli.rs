@@ -72,6 +72,28 @@ pub struct RunArgs {
     #[arg(long, env = "ATO_STATUS_BYTE_LIMIT", default_value_t = 32 * 1024)]
     pub status_byte_limit: usize,
 
+    /// Most pods the operator deletes across the cluster in any hour.
+    #[arg(long, env = "ATO_DELETION_BUDGET_PER_HOUR", default_value_t = 3)]
+    pub deletion_budget_per_hour: usize,
+
+    /// Least time between two deletions in one workload (Deployment, StatefulSet, ...).
+    #[arg(long, env = "ATO_WORKLOAD_COOLDOWN", default_value = "30m", value_parser = parse_duration)]
+    pub workload_cooldown: Duration,
+
+    /// How long a replacement pod may take to become Ready before the remediation has failed.
+    #[arg(long, env = "ATO_VERIFY_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub verify_timeout: Duration,
+
+    /// Delete pods directly instead of through the Eviction API. Deletion ignores
+    /// PodDisruptionBudgets: only for pods no budget protects.
+    #[arg(long, env = "ATO_ALLOW_POD_DELETE")]
+    pub allow_pod_delete: bool,
+
+    /// The ConfigMap that keeps the deletion budget and cooldowns across restarts, as
+    /// NAMESPACE/NAME (default: alert-triage-operator-ledger in $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "ATO_LEDGER")]
+    pub ledger: Option<String>,
+
     /// Where the cluster's kubeconfig is, when not in-cluster (KUBECONFIG works too).
     #[arg(long, env = "ATO_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,

@@ -4,6 +4,7 @@
 //! `controller` hold the `kube::Client`.
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -1,6 +1,7 @@
 //! The AlertTriage controller: watches AlertTriages and triages each generation once.
 
 mod reconcile;
+mod remediate;
 pub mod status;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tracing::{info, warn};
 
+use crate::action::Limits;
 use crate::cli::RunArgs;
 use crate::crd::AlertTriage;
 use crate::runbook::Catalog;
@@ -26,6 +28,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("gathering evidence: {0}")]
     Evidence(#[from] crate::evidence::Error),
+    #[error("deletion ledger: {0}")]
+    Ledger(#[from] crate::action::LedgerError),
     #[error("reading the info ConfigMap {name}: {source}")]
     InfoConfigMap { name: String, source: kube::Error },
 }
@@ -37,6 +41,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Evidence(_) => "evidence",
             Error::InfoConfigMap { .. } => "info_configmap",
+            Error::Ledger(_) => "ledger",
         }
     }
 }
@@ -73,6 +78,11 @@ pub struct Config {
     pub info_configmap: Option<InfoConfigMap>,
     pub proposal_ttl: Duration,
     pub status_byte_limit: usize,
+    pub limits: Limits,
+    pub verify_timeout: Duration,
+    pub allow_pod_delete: bool,
+    /// Namespace and name of the ledger ConfigMap.
+    pub ledger: (String, String),
 }
 
 impl From<&RunArgs> for Config {
@@ -83,7 +93,28 @@ impl From<&RunArgs> for Config {
             info_configmap: a.info_configmap.as_deref().map(InfoConfigMap::parse),
             proposal_ttl: a.proposal_ttl,
             status_byte_limit: a.status_byte_limit,
+            limits: Limits {
+                namespaces: a.namespaces.clone(),
+                budget_per_hour: a.deletion_budget_per_hour,
+                cooldown: a.workload_cooldown,
+            },
+            verify_timeout: a.verify_timeout,
+            allow_pod_delete: a.allow_pod_delete,
+            ledger: ledger_location(a.ledger.as_deref()),
         }
+    }
+}
+
+const LEDGER_NAME: &str = "alert-triage-operator-ledger";
+
+fn ledger_location(flag: Option<&str>) -> (String, String) {
+    let own_namespace = || std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+    match flag {
+        Some(s) => match s.split_once('/') {
+            Some((ns, name)) => (ns.to_string(), name.to_string()),
+            None => (own_namespace(), s.to_string()),
+        },
+        None => (own_namespace(), LEDGER_NAME.to_string()),
     }
 }
 

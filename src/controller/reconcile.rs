@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -15,11 +15,14 @@ use sha2::{Digest, Sha256};
 use tracing::{info, instrument};
 
 use super::status::{ACTION_REQUIRED, Conditions, TRIAGED, fit};
-use super::{Context, Error, MANAGER, retry_after};
-use crate::crd::{self, AlertTriage, AlertTriageStatus, Evidence, Phase, Proposal};
+use super::{Context, Error, MANAGER, remediate, retry_after};
+use crate::action::{self, Facts, Target};
+use crate::crd::{self, AlertTriage, AlertTriageStatus, Evidence, Phase, Proposal, TargetSelector};
 use crate::evidence::{self, Plan};
 use crate::redact::redact;
-use crate::runbook::{AssessInput, EnvInfo, EnvInfoSpec, PodInput, RelatedInput, Verdict};
+use crate::runbook::{
+    AssessInput, CompiledRunbook, EnvInfo, EnvInfoSpec, PodInput, RelatedInput, Runbook, Verdict,
+};
 
 /// How far before `alert.startsAt` the window reaches, so the lines that fired the alert are in.
 const BEFORE_ALERT: SignedDuration = SignedDuration::from_mins(5);
@@ -29,96 +32,147 @@ const MAX_WINDOW: SignedDuration = SignedDuration::from_hours(24);
 pub async fn reconcile(obj: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Action, Error> {
     let generation = obj.metadata.generation.unwrap_or_default();
     let status = obj.status.clone().unwrap_or_default();
-    let settled = !matches!(
-        status.phase,
-        None | Some(Phase::Pending) | Some(Phase::Gathering)
-    );
-    if status.observed_generation == Some(generation) && settled {
-        // This generation was triaged already; a restart must not redo it or repeat its Events.
-        return Ok(Action::await_change());
+    if status.phase == Some(Phase::Remediating) {
+        // An action under way is finished whatever happened to the spec meanwhile.
+        return remediate::resume(&obj, &ctx).await;
+    }
+    let waiting = status.phase == Some(Phase::AwaitingApproval);
+    if status.observed_generation == Some(generation) {
+        let settled = !matches!(
+            status.phase,
+            None | Some(Phase::Pending) | Some(Phase::Gathering)
+        );
+        if waiting && remediate::expired(&status, Timestamp::now()) {
+            return remediate::expire(&obj, &ctx).await;
+        }
+        if waiting && obj.spec.approval.is_some() && remediate::awaiting_retry(&status) {
+            return remediate::approved(&obj, &ctx).await;
+        }
+        if settled {
+            // This generation was handled already; a restart must not redo it or repeat its
+            // Events. A proposal still wakes us when it expires.
+            return Ok(match (&status.proposal, waiting) {
+                (Some(p), true) => Action::requeue(until(p.expires_at.0)),
+                _ => Action::await_change(),
+            });
+        }
+    } else if waiting && obj.spec.approval.is_some() && status.proposal.is_some() {
+        // An approval is a spec change: it acts on the proposal instead of triaging again.
+        return remediate::approved(&obj, &ctx).await;
     }
     triage(&obj, &ctx).await
+}
+
+fn until(t: Timestamp) -> Duration {
+    Duration::try_from(t.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO)
+        + Duration::from_secs(1)
 }
 
 pub fn error_policy(_obj: Arc<AlertTriage>, err: &Error, _ctx: Arc<Context>) -> Action {
     retry_after(err)
 }
 
-/// The outcome of a triage that could not apply a runbook.
-struct Refusal {
-    reason: &'static str,
-    message: String,
+/// Why a triage cannot apply a runbook at all; it waits for the spec to change.
+pub(super) struct Unworkable {
+    pub reason: &'static str,
+    pub message: String,
+    pub runbook: Option<String>,
 }
 
-#[instrument(skip_all, fields(triage = %obj.name_any(), namespace = obj.namespace().unwrap_or_default(), generation = obj.metadata.generation))]
-async fn triage(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error> {
-    let api: Api<AlertTriage> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let generation = obj.metadata.generation.unwrap_or_default();
-    let previous = obj.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
+/// Everything a triage (or a remediation's fresh look) needs from the spec and the runbook.
+pub(super) struct Resolved {
+    pub runbook: &'static Runbook,
+    pub compiled: CompiledRunbook,
+    pub namespace: String,
+    pub selector: TargetSelector,
+    pub window: Duration,
+}
 
-    let runbook = match ctx
+impl Resolved {
+    /// What to read for a window ending `now`.
+    pub fn plan(&self, obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Plan {
+        let since = window_start(
+            now,
+            self.window,
+            obj.spec.alert.starts_at.as_ref().map(|t| t.0),
+        );
+        Plan {
+            namespace: self.namespace.clone(),
+            selector: self.selector.clone(),
+            container: obj.spec.target.container.clone(),
+            since,
+            log_byte_limit: ctx.config.log_byte_limit,
+            concurrency: ctx.config.pod_concurrency,
+        }
+    }
+}
+
+pub(super) fn resolve(obj: &AlertTriage, ctx: &Context) -> Result<Resolved, Unworkable> {
+    let runbook = ctx
         .catalog
         .select(obj.spec.runbook.as_deref(), &obj.spec.alert)
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let refusal = Refusal {
-                reason: "UnknownRunbook",
-                message: e.to_string(),
-            };
-            return settle_refused(&api, obj, ctx, &previous, refusal, None, now).await;
-        }
+        .map_err(|e| Unworkable {
+            reason: "UnknownRunbook",
+            message: e.to_string(),
+            runbook: None,
+        })?;
+    let unworkable = |reason: &'static str, message: String| Unworkable {
+        reason,
+        message,
+        runbook: Some(runbook.id().to_string()),
     };
-    let Some(namespace) = obj.target_namespace().map(str::to_string) else {
-        let refusal = Refusal {
-            reason: "NoNamespace",
-            message: "the AlertTriage has no namespace".into(),
-        };
-        return settle_refused(&api, obj, ctx, &previous, refusal, Some(runbook.id()), now).await;
-    };
-    let Some(selector) = obj
+    let namespace = obj
+        .target_namespace()
+        .map(str::to_string)
+        .ok_or_else(|| unworkable("NoNamespace", "the AlertTriage has no namespace".into()))?;
+    let selector = obj
         .spec
         .target
         .selector
         .clone()
         .or_else(|| runbook.default_selector(&obj.spec.alert))
-    else {
-        let refusal = Refusal {
-            reason: "NoSelector",
-            message: format!(
-                "runbook {} has no default selector for this alert; set spec.target.selector",
-                runbook.id()
-            ),
-        };
-        return settle_refused(&api, obj, ctx, &previous, refusal, Some(runbook.id()), now).await;
-    };
+        .ok_or_else(|| {
+            unworkable(
+                "NoSelector",
+                format!(
+                    "runbook {} has no default selector for this alert; set spec.target.selector",
+                    runbook.id()
+                ),
+            )
+        })?;
     let window = match &obj.spec.window {
-        Some(w) => match crate::cli::parse_duration(w) {
-            Ok(d) => d,
-            Err(e) => {
-                let refusal = Refusal {
-                    reason: "InvalidWindow",
-                    message: e,
-                };
-                return settle_refused(&api, obj, ctx, &previous, refusal, Some(runbook.id()), now)
-                    .await;
-            }
-        },
+        Some(w) => crate::cli::parse_duration(w).map_err(|e| unworkable("InvalidWindow", e))?,
         None => runbook.default_window(),
     };
-    let compiled = match runbook.compile(&obj.spec.alert) {
-        Ok(c) => c,
-        Err(e) => {
-            let refusal = Refusal {
-                reason: "RunbookError",
-                message: e.to_string(),
-            };
-            return settle_refused(&api, obj, ctx, &previous, refusal, Some(runbook.id()), now)
-                .await;
-        }
+    let compiled = runbook
+        .compile(&obj.spec.alert)
+        .map_err(|e| unworkable("RunbookError", e.to_string()))?;
+    Ok(Resolved {
+        runbook,
+        compiled,
+        namespace,
+        selector,
+        window,
+    })
+}
+
+#[instrument(skip_all, fields(triage = %obj.name_any(), namespace = obj.namespace().unwrap_or_default(), generation = obj.metadata.generation))]
+async fn triage(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error> {
+    let api = triage_api(obj, ctx);
+    let generation = obj.metadata.generation.unwrap_or_default();
+    let previous = obj.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let resolved = match resolve(obj, ctx) {
+        Ok(r) => r,
+        Err(u) => return settle_unworkable(&api, obj, ctx, &previous, u, now).await,
     };
+    let Resolved {
+        runbook,
+        compiled,
+        namespace,
+        selector,
+        window,
+    } = &resolved;
 
     if previous.phase != Some(Phase::Gathering) || previous.observed_generation != Some(generation)
     {
@@ -146,18 +200,11 @@ async fn triage(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
 
-    let since = window_start(now, window, obj.spec.alert.starts_at.as_ref().map(|t| t.0));
-    let plan = Plan {
-        namespace: namespace.clone(),
-        selector: selector.clone(),
-        container: obj.spec.target.container.clone(),
-        since,
-        log_byte_limit: ctx.config.log_byte_limit,
-        concurrency: ctx.config.pod_concurrency,
-    };
-    let gathered = evidence::gather(&ctx.client, &plan, &compiled).await?;
+    let plan = resolved.plan(obj, ctx, now);
+    let since = plan.since;
+    let gathered = evidence::gather(&ctx.client, &plan, compiled).await?;
     let env_info = match runbook.env_info_spec() {
-        Some(spec) => read_env_info(ctx, spec, &namespace).await?,
+        Some(spec) => read_env_info(ctx, spec, namespace).await?,
         None => EnvInfo::NotNeeded,
     };
     let mut input = AssessInput {
@@ -180,7 +227,7 @@ async fn triage(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error> {
     {
         let own: BTreeSet<String> = gathered.pods.iter().map(|p| p.facts.uid.clone()).collect();
         let related =
-            evidence::gather_related(&ctx.client, &plan, &compiled, label_key, services, &own)
+            evidence::gather_related(&ctx.client, &plan, compiled, label_key, services, &own)
                 .await?;
         input.related = related
             .into_iter()
@@ -196,7 +243,7 @@ async fn triage(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error> {
     let lines = gathered.pods.iter().map(|p| p.findings.lines).sum();
     let bytes = gathered.pods.iter().map(|p| p.findings.bytes).sum();
     let evidence = Evidence {
-        window: format_duration(window),
+        window: format_duration(*window),
         since: Some(Time(since)),
         selector: format!("{namespace}: {}", selector.to_query()),
         lines_scanned: lines,
@@ -207,17 +254,10 @@ async fn triage(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error> {
         related_services: verdict.related_services.clone(),
         notes: gathered.notes.clone(),
     };
-    let proposal = verdict.delete_candidate.as_ref().and_then(|pod| {
-        let target = gathered.pods.iter().find(|p| &p.facts.name == pod)?;
-        Some(proposal_for(
-            obj,
-            generation,
-            &target.facts.name,
-            &target.facts.uid,
-            now,
-            ctx.config.proposal_ttl,
-        ))
-    });
+    let proposal = match &verdict.delete_candidate {
+        Some(pod) => propose(obj, ctx, &resolved, &gathered, pod, generation, now).await?,
+        None => Proposed::Nothing,
+    };
     let status = verdict_status(
         &previous,
         &verdict,
@@ -248,10 +288,7 @@ async fn triage(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error> {
     .await;
     Ok(match &status.proposal {
         // Wake up when the proposal expires so the record says so.
-        Some(p) => Action::requeue(
-            Duration::try_from(p.expires_at.0.duration_since(now))
-                .unwrap_or(Duration::from_secs(1)),
-        ),
+        Some(p) => Action::requeue(until(p.expires_at.0)),
         None => Action::await_change(),
     })
 }
@@ -303,6 +340,76 @@ fn proposal_id(triage_uid: &str, generation: i64, pod_uid: &str, action: crd::Ac
     format!("delete-pod-{hex}")
 }
 
+/// What became of the runbook's DeletePod verdict.
+enum Proposed {
+    Nothing,
+    Proposal(Proposal),
+    /// A guardrail already says no, so nobody is asked to approve something that would be refused.
+    HeldBack {
+        pod: String,
+        refusal: action::Refusal,
+    },
+}
+
+/// Proposes deleting `pod` if every guardrail passes as of now.
+async fn propose(
+    obj: &AlertTriage,
+    ctx: &Context,
+    resolved: &Resolved,
+    gathered: &evidence::Gathered,
+    pod: &str,
+    generation: i64,
+    now: Timestamp,
+) -> Result<Proposed, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &resolved.namespace);
+    let Some(live) = pods.get_opt(pod).await? else {
+        let refusal = action::Refusal::PodGone {
+            pod: pod.to_string(),
+        };
+        return Ok(Proposed::HeldBack {
+            pod: pod.to_string(),
+            refusal,
+        });
+    };
+    let uid = live.uid().unwrap_or_default();
+    let ledger = remediate::ledger_store(ctx).load().await?;
+    let facts = Facts {
+        namespace: &resolved.namespace,
+        selector: &resolved.selector,
+        pod: Some(remediate::pod_now(&live)),
+        workload: remediate::workload_of(ctx, &resolved.namespace, &live).await?,
+        failing: gathered
+            .pods
+            .iter()
+            .filter(|p| p.findings.failures() > 0)
+            .map(|p| p.facts.name.clone())
+            .collect(),
+        ready_siblings: gathered
+            .pods
+            .iter()
+            .filter(|p| p.facts.name != pod && p.facts.ready && p.findings.failures() == 0)
+            .count(),
+        ledger: &ledger,
+        now,
+    };
+    Ok(
+        match action::check(Target { pod, uid: &uid }, &facts, &ctx.config.limits) {
+            Ok(()) => Proposed::Proposal(proposal_for(
+                obj,
+                generation,
+                pod,
+                &uid,
+                now,
+                ctx.config.proposal_ttl,
+            )),
+            Err(refusal) => Proposed::HeldBack {
+                pod: pod.to_string(),
+                refusal,
+            },
+        },
+    )
+}
+
 fn proposal_for(
     obj: &AlertTriage,
     generation: i64,
@@ -328,7 +435,7 @@ fn verdict_status(
     previous: &AlertTriageStatus,
     verdict: &Verdict,
     evidence: Evidence,
-    proposal: Option<Proposal>,
+    proposed: Proposed,
     runbook: &str,
     generation: i64,
     now: Timestamp,
@@ -341,7 +448,7 @@ fn verdict_status(
         classification: Some(verdict.classification.clone()),
         evidence: Some(evidence),
         recommendation: Some(verdict.recommendation.clone()),
-        proposal,
+        proposal: None,
         api_key_rotation: verdict.api_key_rotation.clone(),
         notification: verdict.notification.clone(),
         remediation: None,
@@ -355,17 +462,25 @@ fn verdict_status(
         &verdict.classification.reason,
     );
     let (needs_human, reason, message) = match verdict.recommendation.action {
-        crd::Action::DeletePod => match &status.proposal {
-            Some(p) => (
-                true,
-                "AwaitingApproval",
-                format!("approve proposal {} to delete pod {}", p.id, p.pod),
-            ),
-            None => (
-                true,
-                "Escalate",
-                "the proposed pod vanished before it could be recorded".into(),
-            ),
+        crd::Action::DeletePod => match proposed {
+            Proposed::Proposal(p) => {
+                let message = format!("approve proposal {} to delete pod {}", p.id, p.pod);
+                status.proposal = Some(p);
+                (true, "AwaitingApproval", message)
+            }
+            Proposed::HeldBack { pod, refusal } => {
+                let message = format!(
+                    "the runbook would delete pod {pod}, but {}; escalate instead",
+                    refusal.message()
+                );
+                status.phase = Some(Phase::Escalated);
+                if let Some(r) = status.recommendation.as_mut() {
+                    r.action = crd::Action::Escalate;
+                    r.reason = format!("{} Not proposed: {}.", r.reason, refusal.message());
+                }
+                (true, refusal.reason(), message)
+            }
+            Proposed::Nothing => (true, "Escalate", verdict.recommendation.reason.clone()),
         },
         crd::Action::RecordApiKeyRotation => (
             true,
@@ -389,36 +504,36 @@ fn verdict_status(
     };
     conditions.set(ACTION_REQUIRED, needs_human, reason, &message);
     status.conditions = conditions.into_vec();
-    if status.proposal.is_none() && verdict.recommendation.action == crd::Action::DeletePod {
-        status.phase = Some(Phase::Escalated);
-    }
     fit(&mut status, ctx.config.status_byte_limit);
     status
 }
 
-async fn settle_refused(
+pub(super) async fn settle_unworkable(
     api: &Api<AlertTriage>,
     obj: &AlertTriage,
     ctx: &Context,
     previous: &AlertTriageStatus,
-    refusal: Refusal,
-    runbook: Option<&str>,
+    unworkable: Unworkable,
     now: Timestamp,
 ) -> Result<Action, Error> {
     let generation = obj.metadata.generation.unwrap_or_default();
-    let message = redact(&refusal.message).into_owned();
+    let message = redact(&unworkable.message).into_owned();
     let mut status = AlertTriageStatus {
         phase: Some(Phase::NoAction),
         observed_generation: Some(generation),
-        runbook: runbook.map(str::to_string),
+        runbook: unworkable.runbook,
         ..AlertTriageStatus::default()
     };
     let mut conditions = Conditions::new(&previous.conditions, generation, now);
-    conditions.set(TRIAGED, false, refusal.reason, &message);
+    conditions.set(TRIAGED, false, unworkable.reason, &message);
     status.conditions = conditions.into_vec();
     apply_status(api, obj, &status).await?;
-    publish(ctx, obj, EventType::Warning, refusal.reason, message).await;
+    publish(ctx, obj, EventType::Warning, unworkable.reason, message).await;
     Ok(Action::await_change())
+}
+
+pub(super) fn triage_api(obj: &AlertTriage, ctx: &Context) -> Api<AlertTriage> {
+    Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default())
 }
 
 /// Reads the environment's info ConfigMap the runbook names (or the one configured on the
@@ -453,7 +568,7 @@ async fn read_env_info(
     }
 }
 
-async fn apply_status(
+pub(super) async fn apply_status(
     api: &Api<AlertTriage>,
     obj: &AlertTriage,
     status: &AlertTriageStatus,
@@ -503,7 +618,13 @@ fn phase_message(status: &AlertTriageStatus) -> String {
 }
 
 /// Events are best effort: a triage is not failed because an Event could not be written.
-async fn publish(ctx: &Context, obj: &AlertTriage, type_: EventType, reason: &str, note: String) {
+pub(super) async fn publish(
+    ctx: &Context,
+    obj: &AlertTriage,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let note: String = redact(&note).chars().take(1000).collect();
     let event = Event {
         type_,

@@ -8,6 +8,7 @@ use crate::crd::AlertTriageStatus;
 
 pub const TRIAGED: &str = "Triaged";
 pub const ACTION_REQUIRED: &str = "ActionRequired";
+pub const REMEDIATED: &str = "Remediated";
 
 /// Builds the conditions of one status write. `lastTransitionTime` carries over from the
 /// previous status while a condition keeps its status, and moves only when it flips.

@@ -450,21 +450,31 @@ pub struct Notification {
     pub body: String,
 }
 
-/// What was done to a pod.
+/// What was done to a pod. Written before the pod is touched (the intent), then completed.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Remediation {
+    /// `EvictPod`, or `DeletePod` when plain deletion is configured.
     pub action: String,
+    /// The approved proposal's id.
     pub proposal: String,
     pub pod: String,
     #[serde(rename = "podUID")]
     pub pod_uid: String,
     pub approved_by: String,
+    /// When the intent was recorded, before anything was done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// When the API server accepted the eviction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_at: Option<Time>,
+    /// The pod that replaced the evicted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
-    /// `InProgress`, `Succeeded`, `Failed`, `Blocked`.
+    /// `InProgress`, `Blocked` (a PodDisruptionBudget said not now), `Succeeded`, `Failed`, or
+    /// `DryRun` (what would have been done).
     pub outcome: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,

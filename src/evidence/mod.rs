@@ -139,6 +139,19 @@ pub async fn gather(
     Ok(gathered)
 }
 
+/// Scans one pod's logs in the plan's window, e.g. a replacement pod after a remediation.
+pub async fn scan_one(
+    client: &Client,
+    plan: &Plan,
+    pod: Pod,
+    runbook: &CompiledRunbook,
+) -> GatheredPod {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &plan.namespace);
+    gather_pod(&api, pod, plan, runbook, &BTreeMap::new())
+        .await
+        .0
+}
+
 async fn gather_pod(
     api: &Api<Pod>,
     pod: Pod,

@@ -352,9 +352,7 @@ categories:
                 .unwrap_or_else(|| panic!("{to:?} accepted"));
             assert!(err.to_string().contains(want), "{to:?}: {err}");
         }
-        let duplicate = Catalog::from_yaml(&[MINIMAL, MINIMAL])
-            .err()
-            .expect("duplicate id");
+        let duplicate = Catalog::from_yaml(&[MINIMAL, MINIMAL]).expect_err("duplicate id");
         assert!(
             matches!(duplicate, RunbookError::Duplicate { .. }),
             "{duplicate}"

@@ -773,7 +773,9 @@ mod tests {
     fn network_scope_decides_between_deleting_and_escalating() {
         let a = metering_alert();
         let c = compile(&a);
-        let cases: Vec<(&str, Vec<PodInput>, Action, Scope, Option<&str>)> = vec![
+        // (case, pods, action, scope, delete candidate)
+        type Case<'a> = (&'a str, Vec<PodInput>, Action, Scope, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             (
                 "one of three failing, siblings clean",
                 vec![

@@ -358,7 +358,7 @@ impl Matchers {
 /// A failure record being assembled: its first line and, possibly, a continuation line.
 struct Record {
     time: Option<Timestamp>,
-    /// The lines as read, for samples.
+    /// The first line as read and the continuation's body, for samples.
     raw: String,
     /// The lines without their timestamps, joined by `\n`.
     body: String,
@@ -376,9 +376,11 @@ impl Record {
         }
     }
 
-    fn extend(&mut self, raw: &str, body: &str) {
+    /// Adds the continuation line; its timestamp is left out of the sample, which has the
+    /// first line's already.
+    fn extend(&mut self, body: &str) {
         self.raw.push(' ');
-        self.raw.push_str(raw);
+        self.raw.push_str(body);
         self.body.push('\n');
         self.body.push_str(body);
     }
@@ -463,7 +465,7 @@ impl<'a> LogScanner<'a> {
 
         if let Some(mut record) = self.pending.take() {
             if m.continuation.as_ref().is_some_and(|c| c.is_match(body)) {
-                record.extend(&raw, body);
+                record.extend(body);
                 self.finalize(record);
                 return;
             }
@@ -756,6 +758,77 @@ mod tests {
             "{:?}",
             whole.samples
         );
+    }
+
+    /// Random streams built from the tokens the scanner reacts to, cut at random places.
+    #[test]
+    fn odd_input_never_panics_and_chunking_never_matters() {
+        const TOKENS: &[&[u8]] = &[
+            b"\n",
+            b"\r\n",
+            b"{",
+            b"}",
+            b"\"",
+            b":",
+            b" ",
+            b"\xff",
+            b"\xe2\x82",
+            b"(401)",
+            b"(429)",
+            b"status 403",
+            b"2026-11-21T04:00:00Z ",
+            b"2026-",
+            b"ErrorMeteringTokenExchangeFailure",
+            b"Wrapped Errors:",
+            b"i/o timeout",
+            b"rate limit",
+            b"Worker metering started",
+            b"callbackName:DeleteClientID",
+            b"reasonCode:ErrorUnclassified",
+            b"\"reasonCode\":\"ErrorUnclassified\"",
+            b"BXNIM0515E",
+            b"controllerID:",
+            b"\"ts\":1e400",
+            b"\"ts\":-5",
+            b"apikey=",
+            b"eyJabcdefghijklmnop",
+            b"[",
+            b"]",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        for c in [metering(), orchestrator()] {
+            for _ in 0..200 {
+                let mut input = Vec::new();
+                for _ in 0..next(200) {
+                    input.extend_from_slice(TOKENS[next(TOKENS.len())]);
+                }
+                let whole = scan_chunks(c.scanner(), &input, input.len());
+                let mut scanner = c.scanner();
+                let mut rest = input.as_slice();
+                while !rest.is_empty() {
+                    let (head, tail) = rest.split_at(next(rest.len()) + 1);
+                    scanner.push(head);
+                    rest = tail;
+                }
+                assert_eq!(
+                    scanner.finish(),
+                    whole,
+                    "{:?}",
+                    String::from_utf8_lossy(&input)
+                );
+                let related = scan_chunks(c.related_scanner(), &input, 5);
+                assert_eq!(related.bytes, input.len() as u64);
+                let text = String::from_utf8_lossy(&input);
+                let once = redact(&text).into_owned();
+                assert_eq!(redact(&once), once);
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@ use serde_json::Value;
 use super::{TestNs, eventually};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_alert-triage-operator");
+/// The name of the deletion ledger ConfigMap in each test's namespace.
+pub const LEDGER: &str = "ledger";
 
 /// A running operator; killed when dropped.
 pub struct Operator {
@@ -30,6 +32,8 @@ impl Operator {
         let err = out.try_clone().expect("operator log file");
         let child = Command::new(BIN)
             .args(["--log-format", "json", "run", "--namespaces", &ns.name])
+            // Each test keeps its own deletion ledger, so budgets do not leak between tests.
+            .args(["--ledger", &format!("{}/{LEDGER}", ns.name)])
             .arg("--kubeconfig")
             .arg(&ns.cluster.kubeconfig)
             .args(extra)
