@@ -18,9 +18,9 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-/// A client for the cluster in `kubeconfig`, else KUBECONFIG / in-cluster configuration.
-pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
+/// The configuration for the cluster in `kubeconfig`, else KUBECONFIG / in-cluster.
+pub async fn kube_config(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -30,6 +30,10 @@ pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Clie
         None => kube::Config::infer()
             .await
             .context("no kubeconfig and not in a cluster")?,
-    };
-    Ok(kube::Client::try_from(config)?)
+    })
+}
+
+/// A client for the cluster in `kubeconfig`, else KUBECONFIG / in-cluster configuration.
+pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(kube_config(kubeconfig).await?)?)
 }

@@ -120,6 +120,9 @@ fn ledger_location(flag: Option<&str>) -> (String, String) {
 
 pub struct Context {
     pub client: Client,
+    /// For the Eviction API only: without kube's automatic retries, whose backoff on HTTP 429
+    /// would swallow a PodDisruptionBudget's "not now" for minutes.
+    pub eviction_client: Client,
     pub recorder: Recorder,
     pub config: Config,
     pub catalog: &'static Catalog,
@@ -131,8 +134,11 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         controller: MANAGER.to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let mut eviction_config = crate::kube_config(args.kubeconfig.as_deref()).await?;
+    eviction_config.default_retry = false;
     let ctx = Arc::new(Context {
         client: client.clone(),
+        eviction_client: Client::try_from(eviction_config)?,
         recorder: Recorder::new(client.clone(), reporter),
         config: Config::from(args),
         catalog: Catalog::builtin(),

@@ -222,7 +222,7 @@ async fn execute(
     plan: &ApprovedPlan,
     mut status: AlertTriageStatus,
 ) -> Result<Action, Error> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &resolved.namespace);
+    let pods: Api<Pod> = Api::namespaced(ctx.eviction_client.clone(), &resolved.namespace);
     let outcome = action::evict(&pods, plan, ctx.config.allow_pod_delete).await?;
     pause_at("after-evict").await;
     let now = Timestamp::now();

@@ -24,11 +24,20 @@ pub struct Operator {
 impl Operator {
     /// Starts `alert-triage-operator run` watching only `ns`, with extra flags.
     pub fn start(ns: &TestNs, extra: &[&str]) -> Operator {
+        Operator::start_with_env(ns, extra, &[])
+    }
+
+    /// Like [`Operator::start`], with extra environment variables (e.g. `ATO_PAUSE_AT`).
+    pub fn start_with_env(ns: &TestNs, extra: &[&str], env: &[(&str, &str)]) -> Operator {
         ns.cluster.install_crds();
         let dir = std::env::temp_dir().join("ato-operator-logs");
         std::fs::create_dir_all(&dir).expect("log folder");
         let log = dir.join(format!("{}.log", ns.name));
-        let out = File::create(&log).expect("operator log file");
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("operator log file");
         let err = out.try_clone().expect("operator log file");
         let child = Command::new(BIN)
             .args(["--log-format", "json", "run", "--namespaces", &ns.name])
@@ -38,6 +47,7 @@ impl Operator {
             .arg(&ns.cluster.kubeconfig)
             .args(extra)
             .env("RUST_LOG", "info,alert_triage_operator=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -58,6 +68,12 @@ impl Operator {
     /// Peak resident memory of the process so far, in KiB (Linux's VmHWM).
     pub fn peak_rss_kib(&self) -> u64 {
         peak_rss_kib(self.child.id()).expect("reading /proc/<pid>/status")
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn is_running(&mut self) -> bool {

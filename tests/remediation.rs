@@ -1,0 +1,701 @@
+//! Approval-gated pod remediation on the simulated cluster: the approve-and-evict path, every
+//! refusal (each with nothing deleted), PodDisruptionBudgets, durable budgets, and real kills of
+//! the operator at each step of an eviction.
+
+mod common;
+
+use std::time::Duration;
+
+use common::operator::{LEDGER, Operator, create_triage, events_for, wait_for_phase};
+use common::{PodLog, TestNs, Workload, eventually};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{ListParams, PostParams};
+use serde_json::{Value, json};
+
+const DEPLOY: Duration = Duration::from_secs(90);
+const VERDICT: Duration = Duration::from_secs(60);
+const REMEDIATION: Duration = Duration::from_secs(90);
+
+fn network_failure() -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..5 {
+        lines.push("ErrorMeteringTokenExchangeFailure: Failed to prepare OpenShift license metering  IAM token exchange failure".to_string());
+        lines.push(r#"Wrapped Errors: ["The IAM token exchange request failed.","Post \"https://iam.cloud.ibm.com/identity/token\": dial tcp 10.1.2.3:443: connect: connection refused"]"#.to_string());
+    }
+    lines
+}
+
+fn healthy() -> Vec<String> {
+    vec![
+        "Worker metering started".into(),
+        "Worker metering stopped".into(),
+    ]
+}
+
+fn triage_manifest(name: &str, app: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {
+            "alert": {"name": "armada-cluster_error_metering_token_exchange", "labels": {"region": "us-south"}},
+            "target": {"selector": {"matchLabels": {"app": app}}},
+            "window": "1h"
+        }
+    })
+}
+
+/// Pods of a scenario: their names and UIDs, in name order.
+#[derive(Debug, Clone, PartialEq)]
+struct PodIds(Vec<(String, String)>);
+
+fn ids(pods: &[Pod]) -> PodIds {
+    PodIds(
+        pods.iter()
+            .map(|p| {
+                (
+                    p.metadata.name.clone().unwrap(),
+                    p.metadata.uid.clone().unwrap(),
+                )
+            })
+            .collect(),
+    )
+}
+
+async fn live_pods(ns: &TestNs, app: &str) -> Vec<Pod> {
+    let mut pods: Vec<Pod> = ns
+        .pods()
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods
+}
+
+/// Three pods of Deployment `web`, the middle one failing; returns the pods and the proposal.
+async fn proposal_for_one_failing_pod(ns: &TestNs, dry_run: bool) -> (Vec<Pod>, Value) {
+    let pods = ns.deploy(&Workload::new("web", 3), DEPLOY).await;
+    for (pod, lines) in pods.iter().zip([healthy(), network_failure(), healthy()]) {
+        ns.attach_logs(
+            pod.metadata.name.as_deref().unwrap(),
+            "app",
+            &PodLog::lines(lines),
+            None,
+        )
+        .await;
+    }
+    let mut manifest = triage_manifest("net", "web");
+    manifest["spec"]["dryRun"] = dry_run.into();
+    create_triage(ns, manifest).await;
+    let t = wait_for_phase(ns, "net", &["AwaitingApproval"], VERDICT).await;
+    assert_eq!(
+        t["status"]["proposal"]["pod"],
+        pods[1].metadata.name.as_deref().unwrap()
+    );
+    (pods, t["status"]["proposal"].clone())
+}
+
+fn approve(ns: &TestNs, name: &str, proposal: &str, by: &str) {
+    let patch = json!({"spec": {"approval": {"proposal": proposal, "approvedBy": by}}}).to_string();
+    ns.kubectl_ok(&[
+        "patch",
+        "alerttriage",
+        name,
+        "--type",
+        "merge",
+        "-p",
+        &patch,
+    ]);
+}
+
+fn condition<'a>(t: &'a Value, type_: &str) -> &'a Value {
+    t["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+/// Waits until the Remediated condition says `reason` for the triage's current generation.
+async fn wait_for_refusal(ns: &TestNs, name: &str, reason: &str) -> Value {
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        ns.client.clone(),
+        &ns.name,
+        &common::operator::triage_resource(),
+    );
+    eventually(VERDICT, || {
+        let api = api.clone();
+        async move {
+            let t = serde_json::to_value(api.get(name).await.map_err(|e| e.to_string())?).unwrap();
+            let c = condition(&t, "Remediated");
+            let current = t["status"]["observedGeneration"] == t["metadata"]["generation"];
+            if current && c["reason"] == reason && c["status"] == "False" {
+                Ok(t)
+            } else {
+                Err(format!("Remediated condition {c}; status {}", t["status"]))
+            }
+        }
+    })
+    .await
+}
+
+/// The refusal is visible as a condition and an Event, and nothing was deleted.
+async fn assert_refused_and_untouched(
+    ns: &TestNs,
+    reason: &str,
+    before: &PodIds,
+    app: &str,
+) -> Value {
+    let t = wait_for_refusal(ns, "net", reason).await;
+    let events = events_for(ns, "net").await;
+    assert!(
+        events.iter().any(|e| e.starts_with(reason)),
+        "no {reason} Event: {events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.starts_with("Evicted")),
+        "{events:?}"
+    );
+    assert_eq!(
+        &ids(&live_pods(ns, app).await),
+        before,
+        "pods changed after a refusal"
+    );
+    assert!(
+        t["status"]["remediation"].is_null() || t["status"]["remediation"]["outcome"] == "DryRun"
+    );
+    t
+}
+
+async fn write_ledger(ns: &TestNs, entries: Value) {
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": LEDGER},
+        "data": {"deletions.json": entries.to_string()}
+    }))
+    .unwrap();
+    ns.api::<ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+}
+
+fn ledger_entry(workload: &str, mins_ago: i64) -> Value {
+    json!({
+        "at": (Timestamp::now() - SignedDuration::from_mins(mins_ago)).to_string(),
+        "workload": workload,
+        "proposal": format!("delete-pod-{workload}-{mins_ago}"),
+        "podUID": "00000000-0000-0000-0000-000000000000",
+        "triage": "elsewhere/t"
+    })
+}
+
+async fn ledger_entries(ns: &TestNs) -> Vec<Value> {
+    let cm = ns
+        .api::<ConfigMap>()
+        .get(LEDGER)
+        .await
+        .expect("ledger ConfigMap");
+    serde_json::from_str(&cm.data.unwrap()["deletions.json"]).unwrap()
+}
+
+/// After a successful remediation: the approved pod (and only it) was replaced, the record is
+/// complete, and exactly one eviction happened.
+async fn assert_remediated_once(ns: &TestNs, t: &Value, before: &[Pod]) {
+    let sick = &before[1];
+    let r = &t["status"]["remediation"];
+    assert_eq!(r["outcome"], "Succeeded", "{r}");
+    assert_eq!(r["pod"], sick.metadata.name.as_deref().unwrap());
+    assert_eq!(r["podUID"], sick.metadata.uid.as_deref().unwrap());
+    assert_eq!(r["approvedBy"], "alice");
+    for field in ["startedAt", "evictedAt", "finishedAt", "replacement"] {
+        assert!(r[field].is_string(), "remediation.{field} missing: {r}");
+    }
+    let now = live_pods(ns, "web").await;
+    assert_eq!(now.len(), 3);
+    let now_uids: Vec<_> = now
+        .iter()
+        .map(|p| p.metadata.uid.clone().unwrap())
+        .collect();
+    assert!(
+        !now_uids.contains(sick.metadata.uid.as_ref().unwrap()),
+        "the sick pod is still there"
+    );
+    for healthy in [&before[0], &before[2]] {
+        assert!(
+            now_uids.contains(healthy.metadata.uid.as_ref().unwrap()),
+            "a healthy pod was removed"
+        );
+    }
+    let replacement = r["replacement"].as_str().unwrap();
+    assert!(
+        now.iter()
+            .any(|p| p.metadata.name.as_deref() == Some(replacement)),
+        "replacement {replacement} is gone"
+    );
+    let events = events_for(ns, "net").await;
+    let evictions = events.iter().filter(|e| e.starts_with("Evicted")).count();
+    assert!(evictions <= 1, "evicted more than once: {events:?}");
+    assert_eq!(
+        ledger_entries(ns).await.len(),
+        1,
+        "one unit of budget spent"
+    );
+}
+
+#[tokio::test]
+async fn an_approved_proposal_evicts_that_pod_and_verifies_the_replacement() {
+    let ns = TestNs::new("rem-e2e").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+
+    let t = wait_for_phase(
+        &ns,
+        "net",
+        &["Remediated", "RemediationFailed"],
+        REMEDIATION,
+    )
+    .await;
+    assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
+    assert_remediated_once(&ns, &t, &pods).await;
+    assert_eq!(condition(&t, "Remediated")["status"], "True");
+    let events = events_for(&ns, "net").await;
+    for reason in ["Remediating", "Evicted", "Remediated"] {
+        assert!(
+            events.iter().any(|e| e.starts_with(reason)),
+            "no {reason} Event: {events:?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("alice") && e.contains(proposal["id"].as_str().unwrap()))
+    );
+    // The evicted pod carries an Event naming the approver and the proposal.
+    let pod_events: Vec<String> = ns
+        .api::<k8s_openapi::api::events::v1::Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == pods[1].metadata.name.as_deref()
+        })
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(
+        pod_events
+            .iter()
+            .any(|e| e.starts_with("EvictedByAlertTriage") && e.contains("alice")),
+        "{pod_events:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_an_approval_nothing_is_ever_deleted() {
+    let ns = TestNs::new("rem-unapproved").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, _) = proposal_for_one_failing_pod(&ns, false).await;
+    let before = ids(&pods);
+    // Give the operator every chance to misbehave.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
+    assert!(t["status"]["remediation"].is_null());
+    assert_eq!(ids(&live_pods(&ns, "web").await), before);
+    let events = events_for(&ns, "net").await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.starts_with("Evicted") || e.starts_with("Remediating")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn approving_another_proposal_is_refused() {
+    let ns = TestNs::new("rem-mismatch").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, _) = proposal_for_one_failing_pod(&ns, false).await;
+    approve(&ns, "net", "delete-pod-000000000000", "alice");
+    let t = assert_refused_and_untouched(&ns, "ProposalMismatch", &ids(&pods), "web").await;
+    assert_eq!(
+        t["status"]["phase"], "AwaitingApproval",
+        "the real proposal still waits"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_proposal_cannot_be_approved() {
+    let ns = TestNs::new("rem-expired").await;
+    let _op = Operator::start(&ns, &["--proposal-ttl", "4s"]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    let t = wait_for_refusal(&ns, "net", "ProposalExpired").await;
+    assert_eq!(t["status"]["phase"], "NoAction");
+    // Approving the dead proposal triages again and proposes anew; the old id acts on nothing.
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
+    assert_ne!(t["status"]["proposal"]["id"], proposal["id"]);
+    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods));
+}
+
+#[tokio::test]
+async fn a_pod_replaced_under_the_same_name_is_not_touched() {
+    let ns = TestNs::new("rem-uid").await;
+    let _op = Operator::start(&ns, &[]);
+    let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 3, "serviceName": "db", "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/db:fake"}], "nodeSelector": {"type": "kwok"}}
+            }
+        }
+    }))
+    .unwrap();
+    ns.api().create(&PostParams::default(), &sts).await.unwrap();
+    let pods = ns.wait_for_running_pods("app=db", 3, DEPLOY).await;
+    for (pod, lines) in pods.iter().zip([healthy(), network_failure(), healthy()]) {
+        ns.attach_logs(
+            pod.metadata.name.as_deref().unwrap(),
+            "app",
+            &PodLog::lines(lines),
+            None,
+        )
+        .await;
+    }
+    create_triage(&ns, triage_manifest("net", "db")).await;
+    let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
+    assert_eq!(t["status"]["proposal"]["pod"], "db-1");
+    // db-1 dies and the StatefulSet brings back a new pod with the same name.
+    ns.kubectl_ok(&[
+        "delete",
+        "pod",
+        "db-1",
+        "--grace-period=0",
+        "--force",
+        "--wait=true",
+    ]);
+    let again = ns.wait_for_running_pods("app=db", 3, DEPLOY).await;
+    assert_ne!(ids(&again), ids(&pods));
+    approve(
+        &ns,
+        "net",
+        t["status"]["proposal"]["id"].as_str().unwrap(),
+        "alice",
+    );
+    assert_refused_and_untouched(&ns, "PodUIDChanged", &ids(&again), "db").await;
+}
+
+#[tokio::test]
+async fn a_pod_without_a_replacing_controller_is_never_proposed() {
+    let ns = TestNs::new("rem-bare").await;
+    let _op = Operator::start(&ns, &[]);
+    for i in 0..3 {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("bare-{i}"), "labels": {"app": "bare"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.invalid/bare:fake"}], "nodeSelector": {"type": "kwok"}}
+        }))
+        .unwrap();
+        ns.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+    }
+    let pods = ns.wait_for_running_pods("app=bare", 3, DEPLOY).await;
+    for (pod, lines) in pods.iter().zip([healthy(), network_failure(), healthy()]) {
+        ns.attach_logs(
+            pod.metadata.name.as_deref().unwrap(),
+            "app",
+            &PodLog::lines(lines),
+            None,
+        )
+        .await;
+    }
+    create_triage(&ns, triage_manifest("net", "bare")).await;
+    let t = wait_for_phase(&ns, "net", &["Escalated"], VERDICT).await;
+    assert!(t["status"]["proposal"].is_null());
+    assert_eq!(t["status"]["recommendation"]["action"], "Escalate");
+    assert_eq!(
+        condition(&t, "ActionRequired")["reason"],
+        "NotOwnedByController"
+    );
+    assert_eq!(ids(&live_pods(&ns, "bare").await), ids(&pods));
+}
+
+#[tokio::test]
+async fn no_ready_sibling_refuses() {
+    let ns = TestNs::new("rem-sibling").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    for sibling in [&pods[0], &pods[2]] {
+        ns.patch_pod_status(
+            sibling.metadata.name.as_deref().unwrap(),
+            json!({"conditions": [{"type": "Ready", "status": "False", "reason": "Test"}]}),
+        )
+        .await;
+    }
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    assert_refused_and_untouched(&ns, "NoReadySibling", &ids(&pods), "web").await;
+}
+
+#[tokio::test]
+async fn a_second_failing_pod_refuses() {
+    let ns = TestNs::new("rem-more").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    ns.attach_logs(
+        pods[2].metadata.name.as_deref().unwrap(),
+        "app",
+        &PodLog::lines(network_failure()),
+        None,
+    )
+    .await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    assert_refused_and_untouched(&ns, "MorePodsFailing", &ids(&pods), "web").await;
+}
+
+#[tokio::test]
+async fn the_hourly_budget_refuses_once_spent() {
+    let ns = TestNs::new("rem-budget").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    write_ledger(
+        &ns,
+        json!([
+            ledger_entry("a/Deployment/x", 5),
+            ledger_entry("b/Deployment/y", 20),
+            ledger_entry("c/Deployment/z", 50)
+        ]),
+    )
+    .await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    assert_refused_and_untouched(&ns, "BudgetExhausted", &ids(&pods), "web").await;
+}
+
+#[tokio::test]
+async fn the_workload_cooldown_refuses() {
+    let ns = TestNs::new("rem-cooldown").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    write_ledger(
+        &ns,
+        json!([ledger_entry(&format!("{}/Deployment/web", ns.name), 5)]),
+    )
+    .await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    assert_refused_and_untouched(&ns, "CooldownActive", &ids(&pods), "web").await;
+}
+
+#[tokio::test]
+async fn dry_run_records_what_it_would_have_done() {
+    let ns = TestNs::new("rem-dry").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, true).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    let t = assert_refused_and_untouched(&ns, "DryRun", &ids(&pods), "web").await;
+    let r = &t["status"]["remediation"];
+    assert_eq!(r["outcome"], "DryRun");
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.contains("would evict")
+            && message.contains(pods[1].metadata.uid.as_deref().unwrap()),
+        "{message}"
+    );
+    assert_eq!(r["approvedBy"], "alice");
+}
+
+#[tokio::test]
+async fn a_namespace_outside_the_operators_scope_is_not_acted_in() {
+    let home = TestNs::new("rem-scope-home").await;
+    let away = TestNs::new("rem-scope-away").await;
+    let _op = Operator::start(&home, &[]);
+    let pods = away.deploy(&Workload::new("web", 3), DEPLOY).await;
+    for (pod, lines) in pods.iter().zip([healthy(), network_failure(), healthy()]) {
+        away.attach_logs(
+            pod.metadata.name.as_deref().unwrap(),
+            "app",
+            &PodLog::lines(lines),
+            None,
+        )
+        .await;
+    }
+    let mut manifest = triage_manifest("net", "web");
+    manifest["spec"]["target"]["namespace"] = away.name.clone().into();
+    create_triage(&home, manifest).await;
+    let t = wait_for_phase(&home, "net", &["Escalated"], VERDICT).await;
+    assert!(t["status"]["proposal"].is_null());
+    assert_eq!(
+        condition(&t, "ActionRequired")["reason"],
+        "NamespaceOutOfScope"
+    );
+    assert_eq!(ids(&live_pods(&away, "web").await), ids(&pods));
+}
+
+#[tokio::test]
+async fn a_pod_disruption_budget_blocks_until_it_allows() {
+    let ns = TestNs::new("rem-pdb").await;
+    let _op = Operator::start(&ns, &[]);
+    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}
+    }))
+    .unwrap();
+    ns.api().create(&PostParams::default(), &pdb).await.unwrap();
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        ns.client.clone(),
+        &ns.name,
+        &common::operator::triage_resource(),
+    );
+    let t = eventually(REMEDIATION, || {
+        let api = api.clone();
+        async move {
+            let t = serde_json::to_value(api.get("net").await.map_err(|e| e.to_string())?).unwrap();
+            if t["status"]["remediation"]["outcome"] == "Blocked" {
+                Ok(t)
+            } else {
+                Err(format!("{}", t["status"]))
+            }
+        }
+    })
+    .await;
+    assert_eq!(t["status"]["phase"], "Remediating");
+    assert!(
+        t["status"]["remediation"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PodDisruptionBudget")
+    );
+    assert_eq!(
+        ids(&live_pods(&ns, "web").await),
+        ids(&pods),
+        "blocked means nothing evicted"
+    );
+    let events = events_for(&ns, "net").await;
+    assert!(
+        events.iter().any(|e| e.starts_with("EvictionBlocked")),
+        "{events:?}"
+    );
+
+    ns.kubectl_ok(&["delete", "pdb", "web"]);
+    let t = wait_for_phase(
+        &ns,
+        "net",
+        &["Remediated", "RemediationFailed"],
+        REMEDIATION,
+    )
+    .await;
+    assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
+    assert_remediated_once(&ns, &t, &pods).await;
+}
+
+#[tokio::test]
+async fn budgets_and_cooldowns_survive_an_operator_restart() {
+    let ns = TestNs::new("rem-durable").await;
+    let first = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    let t = wait_for_phase(&ns, "net", &["Remediated"], REMEDIATION).await;
+    assert_remediated_once(&ns, &t, &pods).await;
+    drop(first);
+
+    let _second = Operator::start(&ns, &[]);
+    // Another pod of the same Deployment fails: the cooldown, read back from the ledger,
+    // holds the proposal back.
+    let now = live_pods(&ns, "web").await;
+    ns.attach_logs(
+        now[0].metadata.name.as_deref().unwrap(),
+        "app",
+        &PodLog::lines(network_failure()),
+        None,
+    )
+    .await;
+    for other in &now[1..] {
+        ns.attach_logs(
+            other.metadata.name.as_deref().unwrap(),
+            "app",
+            &PodLog::lines(healthy()),
+            None,
+        )
+        .await;
+    }
+    create_triage(&ns, triage_manifest("again", "web")).await;
+    let t = wait_for_phase(&ns, "again", &["Escalated"], VERDICT).await;
+    assert!(t["status"]["proposal"].is_null());
+    assert_eq!(condition(&t, "ActionRequired")["reason"], "CooldownActive");
+    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&now));
+}
+
+/// Kills the operator (SIGKILL) where `ATO_PAUSE_AT` stops it, then lets a fresh one finish.
+async fn crash_at(step: &str) {
+    let ns = TestNs::new(&format!("rem-crash-{step}")).await;
+    let watcher = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    drop(watcher);
+    let mut doomed = Operator::start_with_env(&ns, &[], &[("ATO_PAUSE_AT", step)]);
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    eventually(REMEDIATION, || async {
+        if doomed.output().contains("paused for a crash test") {
+            Ok(())
+        } else {
+            Err(doomed.output())
+        }
+    })
+    .await;
+    assert!(doomed.is_running());
+    doomed.kill();
+
+    let t = wait_for_phase(&ns, "net", &["Remediating"], VERDICT).await;
+    let evicted = t["status"]["remediation"]["evictedAt"].is_string();
+    match step {
+        "after-intent" => {
+            assert!(!evicted);
+            assert_eq!(
+                ids(&live_pods(&ns, "web").await),
+                ids(&pods),
+                "nothing evicted before the call"
+            );
+        }
+        "after-evict" => assert!(!evicted, "killed before evictedAt was recorded"),
+        _ => assert!(evicted),
+    }
+
+    let _fresh = Operator::start(&ns, &[]);
+    let t = wait_for_phase(
+        &ns,
+        "net",
+        &["Remediated", "RemediationFailed"],
+        REMEDIATION,
+    )
+    .await;
+    assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
+    assert_remediated_once(&ns, &t, &pods).await;
+}
+
+#[tokio::test]
+async fn a_kill_after_the_intent_is_recorded_evicts_exactly_once() {
+    crash_at("after-intent").await;
+}
+
+#[tokio::test]
+async fn a_kill_right_after_the_eviction_call_never_evicts_again() {
+    crash_at("after-evict").await;
+}
+
+#[tokio::test]
+async fn a_kill_during_verification_finishes_the_record() {
+    crash_at("during-verify").await;
+}
