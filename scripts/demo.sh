@@ -66,7 +66,9 @@ give_logs() { # app log-for-first-pod log-for-the-others
   for pod in $(pods_of "$1"); do
     local file=$3
     [ $i -eq 0 ] && file=$2
-    "$ATO_ROOT/scripts/pod-logs.sh" "$NS" "$pod" app "$DEMO/logs/$file.log" --span 20m >/dev/null
+    local out
+    out=$("$ATO_ROOT/scripts/pod-logs.sh" "$NS" "$pod" app "$DEMO/logs/$file.log" --span 20m 2>&1) \
+      || die "could not give $pod its log: $out"
     i=$((i + 1))
   done
 }

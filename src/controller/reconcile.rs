@@ -283,7 +283,7 @@ async fn triage(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error> {
         obj,
         phase_event_type(verdict.phase),
         verdict.phase.as_str(),
-        phase_message(&status),
+        phase_message(obj, &status),
     )
     .await;
     Ok(match &status.proposal {
@@ -594,7 +594,7 @@ fn phase_event_type(phase: Phase) -> EventType {
     }
 }
 
-fn phase_message(status: &AlertTriageStatus) -> String {
+fn phase_message(obj: &AlertTriage, status: &AlertTriageStatus) -> String {
     let mut parts = Vec::new();
     if let Some(c) = &status.classification {
         parts.push(format!("{} ({:?})", c.category.as_str(), c.scope));
@@ -610,8 +610,12 @@ fn phase_message(status: &AlertTriageStatus) -> String {
     }
     if let Some(p) = &status.proposal {
         parts.push(format!(
-            "proposal {} deletes pod {}; approve with: kubectl patch alerttriage <name> --type merge -p '{{\"spec\":{{\"approval\":{{\"proposal\":\"{}\",\"approvedBy\":\"<you>\"}}}}}}'",
-            p.id, p.pod, p.id
+            "proposal {} deletes pod {}; approve with: kubectl -n {} patch alerttriage {} --type merge -p '{{\"spec\":{{\"approval\":{{\"proposal\":\"{}\",\"approvedBy\":\"<your user name>\"}}}}}}'",
+            p.id,
+            p.pod,
+            obj.namespace().unwrap_or_default(),
+            obj.name_any(),
+            p.id
         ));
     }
     redact(&parts.join("; ")).into_owned()
