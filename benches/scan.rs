@@ -21,14 +21,7 @@ fn metering_log(target_bytes: usize) -> Vec<u8> {
         r#"2026-11-21T04:00:03.000000000Z {"level":"info","msg":"OpenShift licences usage submitted","clusterID":"c0ffee0123456789abcd"}"#,
         "2026-11-21T04:00:04.000000000Z Worker metering stopped",
     ];
-    let mut out = Vec::with_capacity(target_bytes + 512);
-    while out.len() < target_bytes {
-        for l in lines {
-            out.extend_from_slice(l.as_bytes());
-            out.push(b'\n');
-        }
-    }
-    out
+    repeat_lines(&lines, target_bytes)
 }
 
 fn orchestrator_log(target_bytes: usize) -> Vec<u8> {
@@ -37,6 +30,10 @@ fn orchestrator_log(target_bytes: usize) -> Vec<u8> {
         r#"2026-11-21T04:00:01.000000000Z {"level":"info","callbackName":"CreateClientID","msg":"callback finished","controllerID":"beef"}"#,
         "2026-11-21T04:00:02.000000000Z callbackName:DeleteClientID reasonCode:ErrorUnclassified controllerID:d00d01 500 upstream error",
     ];
+    repeat_lines(&lines, target_bytes)
+}
+
+fn repeat_lines(lines: &[&str], target_bytes: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(target_bytes + 512);
     while out.len() < target_bytes {
         for l in lines {

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{LEDGER, Operator, create_triage, events_for, wait_for_phase};
+use common::operator::{
+    LEDGER, Operator, create_triage, events_for, give_app_logs, wait_for_phase,
+};
 use common::{PodLog, TestNs, Workload, eventually};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -78,15 +80,7 @@ async fn live_pods(ns: &TestNs, app: &str) -> Vec<Pod> {
 /// Three pods of Deployment `web`, the middle one failing; returns the pods and the proposal.
 async fn proposal_for_one_failing_pod(ns: &TestNs, dry_run: bool) -> (Vec<Pod>, Value) {
     let pods = ns.deploy(&Workload::new("web", 3), DEPLOY).await;
-    for (pod, lines) in pods.iter().zip([healthy(), network_failure(), healthy()]) {
-        ns.attach_logs(
-            pod.metadata.name.as_deref().unwrap(),
-            "app",
-            &PodLog::lines(lines),
-            None,
-        )
-        .await;
-    }
+    give_app_logs(ns, &pods, vec![healthy(), network_failure(), healthy()]).await;
     let mut manifest = triage_manifest("net", "web");
     manifest["spec"]["dryRun"] = dry_run.into();
     create_triage(ns, manifest).await;
@@ -365,15 +359,7 @@ async fn a_pod_replaced_under_the_same_name_is_not_touched() {
     .unwrap();
     ns.api().create(&PostParams::default(), &sts).await.unwrap();
     let pods = ns.wait_for_running_pods("app=db", 3, DEPLOY).await;
-    for (pod, lines) in pods.iter().zip([healthy(), network_failure(), healthy()]) {
-        ns.attach_logs(
-            pod.metadata.name.as_deref().unwrap(),
-            "app",
-            &PodLog::lines(lines),
-            None,
-        )
-        .await;
-    }
+    give_app_logs(&ns, &pods, vec![healthy(), network_failure(), healthy()]).await;
     create_triage(&ns, triage_manifest("net", "db")).await;
     let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
     assert_eq!(t["status"]["proposal"]["pod"], "db-1");
@@ -413,15 +399,7 @@ async fn a_pod_without_a_replacing_controller_is_never_proposed() {
             .unwrap();
     }
     let pods = ns.wait_for_running_pods("app=bare", 3, DEPLOY).await;
-    for (pod, lines) in pods.iter().zip([healthy(), network_failure(), healthy()]) {
-        ns.attach_logs(
-            pod.metadata.name.as_deref().unwrap(),
-            "app",
-            &PodLog::lines(lines),
-            None,
-        )
-        .await;
-    }
+    give_app_logs(&ns, &pods, vec![healthy(), network_failure(), healthy()]).await;
     create_triage(&ns, triage_manifest("net", "bare")).await;
     let t = wait_for_phase(&ns, "net", &["Escalated"], VERDICT).await;
     assert!(t["status"]["proposal"].is_null());
@@ -521,15 +499,7 @@ async fn a_namespace_outside_the_operators_scope_is_not_acted_in() {
     let away = TestNs::new("rem-scope-away").await;
     let _op = Operator::start(&home, &[]);
     let pods = away.deploy(&Workload::new("web", 3), DEPLOY).await;
-    for (pod, lines) in pods.iter().zip([healthy(), network_failure(), healthy()]) {
-        away.attach_logs(
-            pod.metadata.name.as_deref().unwrap(),
-            "app",
-            &PodLog::lines(lines),
-            None,
-        )
-        .await;
-    }
+    give_app_logs(&away, &pods, vec![healthy(), network_failure(), healthy()]).await;
     let mut manifest = triage_manifest("net", "web");
     manifest["spec"]["target"]["namespace"] = away.name.clone().into();
     create_triage(&home, manifest).await;

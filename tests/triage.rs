@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{Operator, create_triage, events_for, wait_for_phase};
-use common::{PodLog, TestNs, Workload};
+use common::operator::{Operator, create_triage, events_for, give_app_logs, wait_for_phase};
+use common::{TestNs, Workload};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
@@ -53,11 +53,7 @@ fn repeat(lines: Vec<String>, times: usize) -> Vec<String> {
 async fn workload_with_logs(ns: &TestNs, w: Workload, logs: Vec<Vec<String>>) -> Vec<Pod> {
     assert_eq!(w.replicas as usize, logs.len());
     let pods = ns.deploy(&w, DEPLOY).await;
-    for (pod, lines) in pods.iter().zip(logs) {
-        let name = pod.metadata.name.as_deref().unwrap();
-        ns.attach_logs(name, "app", &PodLog::lines(lines), None)
-            .await;
-    }
+    give_app_logs(ns, &pods, logs).await;
     pods
 }
 
@@ -234,7 +230,7 @@ async fn network_failure_on_one_pod_of_three_proposes_deleting_exactly_that_pod(
     assert!(
         events
             .iter()
-            .any(|e| e.starts_with("AwaitingApproval") && e.contains("kubectl patch")),
+            .any(|e| e.starts_with("AwaitingApproval") && e.contains("patch alerttriage net")),
         "{events:?}"
     );
 }

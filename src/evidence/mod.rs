@@ -102,16 +102,7 @@ pub async fn gather(
     runbook: &CompiledRunbook,
 ) -> Result<Gathered, Error> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &plan.namespace);
-    let selector = plan.selector.to_query();
-    let list = pods_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::ListPods {
-            namespace: plan.namespace.clone(),
-            selector: selector.clone(),
-            source,
-        })?;
-    let pods: Vec<Pod> = list.items;
+    let pods = list_pods(&pods_api, &plan.namespace, &plan.selector.to_query()).await?;
     debug!(pods = pods.len(), "found target pods");
 
     let events = warning_events(client, &plan.namespace, plan.since).await?;
@@ -188,16 +179,8 @@ pub async fn gather_related(
     }
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &plan.namespace);
     let selector = format!("{label_key} in ({})", services.join(","));
-    let list = pods_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::ListPods {
-            namespace: plan.namespace.clone(),
-            selector: selector.clone(),
-            source,
-        })?;
     let mut by_service: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-    for pod in list.items {
+    for pod in list_pods(&pods_api, &plan.namespace, &selector).await? {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         if exclude_uids.contains(&uid) {
             continue;
@@ -225,6 +208,18 @@ pub async fn gather_related(
         out.push((service, pods.len() as u32, findings));
     }
     Ok(out)
+}
+
+async fn list_pods(api: &Api<Pod>, namespace: &str, selector: &str) -> Result<Vec<Pod>, Error> {
+    Ok(api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|source| Error::ListPods {
+            namespace: namespace.to_string(),
+            selector: selector.to_string(),
+            source,
+        })?
+        .items)
 }
 
 #[derive(Default)]

@@ -19,6 +19,8 @@ pub const LEDGER: &str = "ledger";
 pub struct Operator {
     child: Child,
     pub log: PathBuf,
+    /// Where this run's output starts in `log`.
+    log_from: usize,
 }
 
 impl Operator {
@@ -29,23 +31,34 @@ impl Operator {
 
     /// Like [`Operator::start`], with extra environment variables (e.g. `ATO_PAUSE_AT`).
     pub fn start_with_env(ns: &TestNs, extra: &[&str], env: &[(&str, &str)]) -> Operator {
+        let ledger = format!("{}/{LEDGER}", ns.name);
+        let kubeconfig = ns.cluster.kubeconfig.to_string_lossy().into_owned();
+        let mut args = vec!["run", "--namespaces", &ns.name];
+        // Each test keeps its own deletion ledger, so budgets do not leak between tests.
+        args.extend(["--ledger", &ledger, "--kubeconfig", &kubeconfig]);
+        args.extend_from_slice(extra);
+        Operator::start_raw(ns, &ns.name, &args, env)
+    }
+
+    /// Starts `alert-triage-operator --log-format json ARGS` with nothing else added but a free
+    /// port for its HTTP endpoints, logging to `<log_name>.log` (appended).
+    pub fn start_raw(ns: &TestNs, log_name: &str, args: &[&str], env: &[(&str, &str)]) -> Operator {
         ns.cluster.install_crds();
         let dir = std::env::temp_dir().join("ato-operator-logs");
         std::fs::create_dir_all(&dir).expect("log folder");
-        let log = dir.join(format!("{}.log", ns.name));
+        let log = dir.join(format!("{log_name}.log"));
         let out = File::options()
             .create(true)
             .append(true)
             .open(&log)
             .expect("operator log file");
         let err = out.try_clone().expect("operator log file");
+        let log_from = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
         let child = Command::new(BIN)
-            .args(["--log-format", "json", "run", "--namespaces", &ns.name])
-            // Each test keeps its own deletion ledger, so budgets do not leak between tests.
-            .args(["--ledger", &format!("{}/{LEDGER}", ns.name)])
-            .arg("--kubeconfig")
-            .arg(&ns.cluster.kubeconfig)
-            .args(extra)
+            .args(["--log-format", "json"])
+            .args(args)
+            // Tests run many operators side by side: each serves on a port of its own.
+            .env("ATO_HTTP_ADDRESS", "127.0.0.1:0")
             .env("RUST_LOG", "info,alert_triage_operator=debug")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -53,7 +66,34 @@ impl Operator {
             .stderr(err)
             .spawn()
             .expect("starting the operator binary");
-        Operator { child, log }
+        Operator {
+            child,
+            log,
+            log_from,
+        }
+    }
+
+    /// `http://ADDRESS` where this run serves /metrics, /healthz and /readyz (from its log).
+    pub async fn http_base(&self) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let output = self.output();
+            if let Some(address) = output
+                .get(self.log_from..)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("serving /metrics"))
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find_map(|v| v["fields"]["address"].as_str().map(str::to_string))
+            {
+                return format!("http://{address}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the operator did not say where it serves HTTP:\n{output}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -95,6 +135,20 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Gives each pod's `app` container its log, pairing pods and logs in order.
+pub async fn give_app_logs(
+    ns: &TestNs,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    logs: Vec<Vec<String>>,
+) {
+    assert_eq!(pods.len(), logs.len(), "one log per pod");
+    for (pod, lines) in pods.iter().zip(logs) {
+        let name = pod.metadata.name.as_deref().expect("pod name");
+        ns.attach_logs(name, "app", &super::PodLog::lines(lines), None)
+            .await;
+    }
 }
 
 /// Creates an AlertTriage from JSON (the test's manifest, minus apiVersion/kind).
