@@ -117,13 +117,15 @@ fn main() {
             findings.failures()
         });
         assert!(failures > 0, "{id}: the benchmark log has failures to find");
-        println!(
-            "{:<30} {:>10} {:>14.0} {:>14.0} {:>7.1}x",
-            id,
-            log.len() / (1024 * 1024),
-            base,
-            scan,
-            base / scan
-        );
+        if measuring {
+            println!(
+                "{:<30} {:>10} {:>14.0} {:>14.0} {:>7.1}x",
+                id,
+                log.len() / (1024 * 1024),
+                base,
+                scan,
+                base / scan
+            );
+        }
     }
 }

@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the controller against the cluster in KUBECONFIG (or in-cluster config).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the AlertTriage CustomResourceDefinition as YAML (what `crds/` holds).
     Crd,
     /// Replay a folder of log files against a runbook and print the verdict.
@@ -93,6 +93,12 @@ pub struct RunArgs {
     /// NAMESPACE/NAME (default: alert-triage-operator-ledger in $POD_NAMESPACE, else `default`).
     #[arg(long, env = "ATO_LEDGER")]
     pub ledger: Option<String>,
+
+    #[command(flatten)]
+    pub leader: crate::leader::LeaderArgs,
+
+    #[command(flatten)]
+    pub http: crate::http::HttpArgs,
 
     /// Where the cluster's kubeconfig is, when not in-cluster (KUBECONFIG works too).
     #[arg(long, env = "ATO_KUBECONFIG")]

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Command::Replay(args) => replay::run(&args, &mut std::io::stdout().lock()),
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

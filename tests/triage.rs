@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{Operator, create_triage, events_for, give_app_logs, wait_for_phase};
+use common::operator::{Operator, create_triage, events_with, give_app_logs, wait_for_phase};
 use common::{TestNs, Workload};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, PostParams};
@@ -115,7 +115,7 @@ async fn rate_limited_on_every_pod_escalates_and_names_related_services() {
             .unwrap()
             .contains("provisioning or deleting workers")
     );
-    let events = events_for(&ns, "rl").await;
+    let events = events_with(&ns, "rl", &["Gathering", "Escalated"]).await;
     assert!(
         events.iter().any(|e| e.starts_with("Gathering")),
         "{events:?}"
@@ -226,7 +226,7 @@ async fn network_failure_on_one_pod_of_three_proposes_deleting_exactly_that_pod(
         .items;
     assert_eq!(pod_names(&now), pod_names(&pods));
     assert!(now.iter().all(|p| p.metadata.deletion_timestamp.is_none()));
-    let events = events_for(&ns, "net").await;
+    let events = events_with(&ns, "net", &["AwaitingApproval"]).await;
     assert!(
         events
             .iter()
@@ -403,7 +403,7 @@ async fn an_unknown_runbook_is_reported_with_the_known_ids() {
             && message.contains("orchestrator-callback-errors"),
         "{message}"
     );
-    let events = events_for(&ns, "nope").await;
+    let events = events_with(&ns, "nope", &["UnknownRunbook"]).await;
     assert!(
         events.iter().any(|e| e.starts_with("UnknownRunbook")),
         "{events:?}"
@@ -440,7 +440,9 @@ async fn secrets_in_logs_reach_neither_status_nor_events_nor_the_operator_log() 
         "samples are kept, redacted: {samples}"
     );
     let status = t["status"].to_string();
-    let events = events_for(&ns, "sec").await.join("\n");
+    let events = events_with(&ns, "sec", &["ApiKeyRotationRequired"])
+        .await
+        .join("\n");
     let own_log = op.output();
     for secret in secrets {
         assert!(!status.contains(secret), "status leaks {secret}: {status}");

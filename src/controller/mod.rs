@@ -1,22 +1,28 @@
 //! The AlertTriage controller: watches AlertTriages and triages each generation once.
 
+mod cache;
 mod reconcile;
 mod remediate;
 pub mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use tracing::{info, warn};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 
 use crate::action::Limits;
 use crate::cli::RunArgs;
 use crate::crd::AlertTriage;
+use crate::http::{self, Endpoints};
+use crate::leader::{Elector, LeaderArgs};
+use crate::metrics::Metrics;
 use crate::runbook::Catalog;
 
 /// The field manager for everything the controller writes (status, server-side apply).
@@ -126,23 +132,17 @@ pub struct Context {
     pub recorder: Recorder,
     pub config: Config,
     pub catalog: &'static Catalog,
+    pub metrics: Arc<Metrics>,
 }
 
-/// Runs the controller until SIGTERM/SIGINT.
+/// Runs the controller until SIGTERM/SIGINT: serves /metrics, /healthz and /readyz, keeps the
+/// AlertTriage watch cache warm, and reconciles (while holding the lease, with leader election).
 pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
+    let identity = args.leader.identity();
     let reporter = Reporter {
         controller: MANAGER.to_string(),
-        instance: std::env::var("POD_NAME").ok(),
+        instance: Some(identity.clone()),
     };
-    let mut eviction_config = crate::kube_config(args.kubeconfig.as_deref()).await?;
-    eviction_config.default_retry = false;
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        eviction_client: Client::try_from(eviction_config)?,
-        recorder: Recorder::new(client.clone(), reporter),
-        config: Config::from(args),
-        catalog: Catalog::builtin(),
-    });
     let apis: Vec<Api<AlertTriage>> = if args.namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
@@ -151,11 +151,98 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
             .map(|ns| Api::namespaced(client.clone(), ns))
             .collect()
     };
-    info!(namespaces = ?args.namespaces, "starting the AlertTriage controller");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(
+        signal(SignalKind::terminate())?,
+        shutdown.clone(),
+    ));
+    let cache = cache::WarmCache::start(&apis);
+    let metrics = Arc::new(Metrics::new(cache.awaiting_approval()));
+    let server = http::serve(
+        args.http.http_address,
+        Endpoints {
+            metrics: metrics.clone(),
+            ready: cache.ready(),
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let mut eviction_config = crate::kube_config(args.kubeconfig.as_deref()).await?;
+    eviction_config.default_retry = false;
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        eviction_client: Client::try_from(eviction_config)?,
+        recorder: Recorder::new(client.clone(), reporter),
+        config: Config::from(args),
+        catalog: Catalog::builtin(),
+        metrics,
+    });
+    info!(namespaces = ?args.namespaces, identity, "starting the AlertTriage controller");
+    let result = if args.leader.enabled {
+        lead(client, &args.leader, identity, ctx, apis, &shutdown).await
+    } else {
+        ctx.metrics.set_leader(true);
+        reconcile_until(ctx, apis, &shutdown).await;
+        Ok(())
+    };
+    shutdown.cancel();
+    server.await??;
+    info!("controller stopped");
+    result
+}
+
+async fn cancel_on_signal(mut terminate: tokio::signal::unix::Signal, shutdown: CancellationToken) {
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("shutting down: finishing the reconciles in flight");
+    shutdown.cancel();
+}
+
+/// Waits for the lease, then reconciles while holding it. Losing the lease stops every
+/// reconcile at once (they are dropped, not drained) and fails the process: the renew deadline
+/// is shorter than the lease duration, so this happens before another replica may take over.
+async fn lead(
+    client: Client,
+    args: &LeaderArgs,
+    identity: String,
+    ctx: Arc<Context>,
+    apis: Vec<Api<AlertTriage>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut elector = Elector::new(client, args, identity)?;
+    tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        () = elector.acquire() => {}
+    }
+    ctx.metrics.set_leader(true);
+    let outcome = tokio::select! {
+        biased;
+        lost = elector.hold() => {
+            error!(%lost, "lost the leader lease; stopped reconciling");
+            Err(anyhow::anyhow!("lost the leader lease: {lost}"))
+        }
+        () = reconcile_until(ctx.clone(), apis, shutdown) => Ok(()),
+    };
+    ctx.metrics.set_leader(false);
+    if outcome.is_ok() {
+        elector.release().await;
+    }
+    outcome
+}
+
+/// Runs one controller per watched namespace (or one for all) until `shutdown`, then lets the
+/// reconciles in flight finish.
+async fn reconcile_until(
+    ctx: Arc<Context>,
+    apis: Vec<Api<AlertTriage>>,
+    shutdown: &CancellationToken,
+) {
     let controllers = apis.into_iter().map(|api| {
         Controller::new(api, watcher::Config::default().any_semantic())
-            .shutdown_on_signal()
-            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+            .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+            .run(measured, reconcile::error_policy, ctx.clone())
             .for_each(|res| async move {
                 match res {
                     Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
@@ -164,8 +251,17 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
             })
     });
     futures::future::join_all(controllers).await;
-    info!("controller stopped");
-    Ok(())
+}
+
+/// A reconcile, counted and timed.
+async fn measured(obj: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile::reconcile(obj, ctx.clone()).await;
+    ctx.metrics.reconciled(
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    result
 }
 
 /// Requeue after a transient error, with a little backoff.

@@ -269,6 +269,16 @@ async fn triage(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error> {
         ctx,
     );
     apply_status(&api, obj, &status).await?;
+    let action = status
+        .recommendation
+        .as_ref()
+        .map_or(verdict.recommendation.action, |r| r.action);
+    ctx.metrics.triaged(
+        runbook.id(),
+        verdict.classification.category.as_str(),
+        action.as_str(),
+    );
+    ctx.metrics.log_bytes(bytes);
     info!(
         runbook = runbook.id(),
         category = verdict.classification.category.as_str(),

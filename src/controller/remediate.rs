@@ -40,6 +40,8 @@ fn pause_at(step: &str) -> impl Future<Output = ()> {
     }
 }
 
+/// The `action` label of the actions metric, whichever API removes the pod.
+const ACTION_LABEL: &str = "DeletePod";
 const POLL: Duration = Duration::from_secs(3);
 const BLOCKED_RETRY: Duration = Duration::from_secs(20);
 const REFUSED_RETRY: Duration = Duration::from_secs(60);
@@ -71,6 +73,8 @@ pub async fn approved(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error>
         &resolved.compiled,
     )
     .await?;
+    ctx.metrics
+        .log_bytes(gathered.pods.iter().map(|p| p.findings.bytes).sum());
     let failing: Vec<String> = gathered
         .pods
         .iter()
@@ -128,6 +132,7 @@ pub async fn approved(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error>
         set_conditions(&mut status, &previous, now, false, "DryRun", &message);
         apply_status(&api, obj, &status).await?;
         publish(ctx, obj, EventType::Normal, "DryRun", message).await;
+        ctx.metrics.action(ACTION_LABEL, "DryRun");
         return Ok(Action::await_change());
     }
 
@@ -228,6 +233,7 @@ async fn execute(
     let now = Timestamp::now();
     match outcome {
         EvictOutcome::Evicted => {
+            ctx.metrics.action(ACTION_LABEL, "Evicted");
             let message = format!(
                 "pod {} (UID {}) evicted as approved by {} (proposal {}); waiting for a replacement to become Ready",
                 plan.pod(),
@@ -246,6 +252,7 @@ async fn execute(
             verify(obj, ctx, resolved, status).await
         }
         EvictOutcome::Blocked(why) => {
+            ctx.metrics.action(ACTION_LABEL, "Blocked");
             let message = format!(
                 "eviction of pod {} is blocked by a PodDisruptionBudget ({why}); retrying in {}s",
                 plan.pod(),
@@ -266,6 +273,7 @@ async fn execute(
             Ok(Action::requeue(BLOCKED_RETRY))
         }
         EvictOutcome::Gone(why) => {
+            ctx.metrics.action(ACTION_LABEL, "Gone");
             let reason = format!(
                 "pod {} was gone or replaced before it could be evicted ({why}); nothing was evicted",
                 plan.pod()
@@ -316,6 +324,7 @@ async fn verify(
             .as_ref()
             .map_or(evicted_at, |t| t.0);
         let scanned = evidence::scan_one(&ctx.client, &plan, replacement, &resolved.compiled).await;
+        ctx.metrics.log_bytes(scanned.findings.bytes);
         let failures = scanned.findings.failures();
         return if failures > 0 {
             let reason = format!(
@@ -374,6 +383,8 @@ async fn finish(
     } else {
         "RemediationFailed"
     };
+    ctx.metrics
+        .action(ACTION_LABEL, if succeeded { "Succeeded" } else { "Failed" });
     set_conditions(&mut status, &previous, now, succeeded, reason, message);
     apply_status(&triage_api(obj, ctx), obj, &status).await?;
     let type_ = if succeeded {
@@ -395,6 +406,7 @@ async fn refuse(
 ) -> Result<Action, Error> {
     let message = refusal.message();
     info!(reason = refusal.reason(), "remediation refused");
+    ctx.metrics.action(ACTION_LABEL, "Refused");
     let mut status = previous.clone();
     status.observed_generation = obj.metadata.generation;
     if !refusal.keeps_proposal() {

@@ -191,6 +191,33 @@ impl Cluster {
 
     /// A client authenticated as a ServiceAccount, with a fresh bound token (TokenRequest API).
     pub async fn service_account(&self, namespace: &str, name: &str) -> Client {
+        let token = self.service_account_token(namespace, name).await;
+        let mut config = config_from_kubeconfig(&self.kubeconfig).await;
+        config.auth_info = AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
+        Client::try_from(config).expect("building a service-account client")
+    }
+
+    /// Writes a kubeconfig to `path` that authenticates as a ServiceAccount (fresh bound token),
+    /// for running a process such as the operator binary as that identity.
+    pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str, path: &Path) {
+        let token = self.service_account_token(namespace, name).await;
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("reading the admin kubeconfig");
+        let mut kubeconfig: serde_yaml::Value =
+            serde_yaml::from_str(&text).expect("the admin kubeconfig is YAML");
+        let users = kubeconfig["users"]
+            .as_sequence_mut()
+            .expect("the admin kubeconfig has users");
+        for user in users {
+            user["user"] = serde_yaml::to_value(json!({ "token": token })).unwrap();
+        }
+        std::fs::write(path, serde_yaml::to_string(&kubeconfig).unwrap())
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+
+    async fn service_account_token(&self, namespace: &str, name: &str) -> String {
         let admin = self.admin().await;
         let sas: Api<ServiceAccount> = Api::namespaced(admin, namespace);
         let request = TokenRequest {
@@ -200,19 +227,12 @@ impl Cluster {
             }),
             ..Default::default()
         };
-        let token = sas
-            .create_token_request(name, &PostParams::default(), &request)
+        sas.create_token_request(name, &PostParams::default(), &request)
             .await
             .unwrap_or_else(|e| panic!("TokenRequest for serviceaccount {namespace}/{name}: {e}"))
             .status
             .and_then(|s| s.token)
-            .expect("TokenRequest without a token");
-        let mut config = config_from_kubeconfig(&self.kubeconfig).await;
-        config.auth_info = AuthInfo {
-            token: Some(token.into()),
-            ..Default::default()
-        };
-        Client::try_from(config).expect("building a service-account client")
+            .expect("TokenRequest without a token")
     }
 
     /// Runs kubectl with the admin kubeconfig. Never panics; check `status` yourself.

@@ -96,6 +96,38 @@ impl Operator {
         }
     }
 
+    /// GETs `path` from the operator's HTTP endpoints: status code and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let base = self.http_base().await;
+        let address = base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("sending");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("receiving");
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status code");
+        (status, body.to_string())
+    }
+
+    /// The value of one series (`name` or `name{labels}`) on /metrics, if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -202,6 +234,24 @@ pub async fn wait_for_phase(ns: &TestNs, name: &str, phases: &[&str], timeout: D
                     json["status"]
                 ))
             }
+        }
+    })
+    .await
+}
+
+/// The object's Events once one with each of `reasons` has been recorded: the operator writes a
+/// status before its Event, so a test that just saw the status waits a moment for the Event.
+pub async fn events_with(ns: &TestNs, name: &str, reasons: &[&str]) -> Vec<String> {
+    eventually(Duration::from_secs(20), || async {
+        let events = events_for(ns, name).await;
+        let missing: Vec<&&str> = reasons
+            .iter()
+            .filter(|r| !events.iter().any(|e| e.starts_with(&format!("{r}:"))))
+            .collect();
+        if missing.is_empty() {
+            Ok(events)
+        } else {
+            Err(format!("no {missing:?} Event yet; have {events:?}"))
         }
     })
     .await

@@ -1,0 +1,87 @@
+{{- define "ato.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ato.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "ato.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ato.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ato.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "ato.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "ato.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ato.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "ato.leaseName" -}}
+{{- include "ato.fullname" . }}
+{{- end }}
+
+{{- define "ato.ledgerName" -}}
+{{- printf "%s-ledger" (include "ato.fullname" .) }}
+{{- end }}
+
+{{/* The info ConfigMap's name, and its namespace when fixed ("" = the target namespace). */}}
+{{- define "ato.infoConfigMapName" -}}
+{{- $v := default "armada-info" .Values.operator.infoConfigMap }}
+{{- if contains "/" $v }}{{ last (splitList "/" $v) }}{{ else }}{{ $v }}{{ end }}
+{{- end }}
+
+{{- define "ato.infoConfigMapNamespace" -}}
+{{- $v := default "armada-info" .Values.operator.infoConfigMap }}
+{{- if contains "/" $v }}{{ first (splitList "/" $v) }}{{ end }}
+{{- end }}
+
+{{/*
+What the operator does in the namespaces it watches. Keep in step with the chart README's
+table and with the code: tests/chart.rs runs the operator with exactly these rules.
+*/}}
+{{- define "ato.watchRules" -}}
+- apiGroups: [triage.dev]
+  resources: [alerttriages]
+  verbs: [list, watch]
+- apiGroups: [triage.dev]
+  resources: [alerttriages/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: {{ if .Values.operator.allowPodDelete }}[get, list, delete]{{ else }}[get, list]{{ end }}
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [pods/eviction]
+  verbs: [create]
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [list]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- if not (include "ato.infoConfigMapNamespace" .) }}
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "ato.infoConfigMapName" . | quote }}]
+  verbs: [get]
+{{- end }}
+{{- end }}

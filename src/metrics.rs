@@ -1,0 +1,211 @@
+//! Prometheus metrics (OpenMetrics text on `/metrics`).
+//!
+//! Label values are `&'static str`: runbook ids, categories, actions, results and error
+//! categories come from closed sets compiled into the binary, so a pod or object name can never
+//! become a label and blow up the series count.
+
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriageLabels {
+    runbook: &'static str,
+    category: &'static str,
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CategoryLabel {
+    category: &'static str,
+}
+
+/// The operator's metrics; one per process, shared through `controller::Context`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResultLabel, Counter>,
+    reconcile_duration: Histogram,
+    triages: Family<TriageLabels, Counter>,
+    actions: Family<ActionLabels, Counter>,
+    log_bytes: Counter,
+    errors: Family<CategoryLabel, Counter>,
+    leader: Gauge,
+}
+
+impl Metrics {
+    /// `state` reports gauges read from the watch cache at scrape time (proposals awaiting
+    /// approval), so they are right after a restart or a change of leader without bookkeeping.
+    pub fn new(state: impl Collector) -> Metrics {
+        let mut registry = Registry::with_prefix("alert_triage");
+        let reconciles = Family::<ResultLabel, Counter>::default();
+        // Both results exist from the start, so an error rate reads 0 rather than nothing.
+        for result in ["success", "error"] {
+            let _ = reconciles.get_or_create(&ResultLabel { result });
+        }
+        registry.register(
+            "reconciles",
+            "Reconciles of AlertTriages, by result (success or error)",
+            reconciles.clone(),
+        );
+        // 5ms .. ~80s: a settled object returns in milliseconds; a triage reading many logs
+        // takes seconds.
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.5, 12));
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long one reconcile took",
+            reconcile_duration.clone(),
+        );
+        let triages = Family::<TriageLabels, Counter>::default();
+        registry.register(
+            "triages",
+            "Verdicts recorded, by runbook, category and recommended action",
+            triages.clone(),
+        );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "actions",
+            "Actions taken or refused on approved proposals, by action and result",
+            actions.clone(),
+        );
+        let log_bytes = Counter::default();
+        registry.register(
+            "log_bytes_scanned",
+            "Pod log bytes read and scanned",
+            log_bytes.clone(),
+        );
+        let errors = Family::<CategoryLabel, Counter>::default();
+        registry.register(
+            "errors",
+            "Failed reconciles, by error category",
+            errors.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease (or runs without leader election)",
+            leader.clone(),
+        );
+        registry.register_collector(Box::new(state));
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            triages,
+            actions,
+            log_bytes,
+            errors,
+            leader,
+        }
+    }
+
+    /// One reconcile finished; `error` is the failed reconcile's `Error::category()`.
+    pub fn reconciled(&self, took: Duration, error: Option<&'static str>) {
+        self.reconcile_duration.observe(took.as_secs_f64());
+        let result = match error {
+            None => "success",
+            Some(category) => {
+                self.errors.get_or_create(&CategoryLabel { category }).inc();
+                "error"
+            }
+        };
+        self.reconciles.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// A verdict was recorded: runbook id, `Category::as_str()`, `Action::as_str()`.
+    pub fn triaged(&self, runbook: &'static str, category: &'static str, action: &'static str) {
+        self.triages
+            .get_or_create(&TriageLabels {
+                runbook,
+                category,
+                action,
+            })
+            .inc();
+    }
+
+    /// Log bytes read while gathering evidence.
+    pub fn log_bytes(&self, bytes: u64) {
+        self.log_bytes.inc_by(bytes);
+    }
+
+    /// An approved action ended: e.g. `("EvictPod", "Evicted" | "Blocked" | "Refused" | ...)`.
+    pub fn action(&self, action: &'static str, result: &'static str) {
+        self.actions
+            .get_or_create(&ActionLabels { action, result })
+            .inc();
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Everything in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed;
+
+    impl Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let g = ConstGauge::new(2i64);
+            g.encode(encoder.encode_descriptor("fixed", "a test gauge", None, g.metric_type())?)
+        }
+    }
+
+    #[test]
+    fn every_metric_is_exposed_with_its_labels() {
+        let m = Metrics::new(Fixed);
+        m.reconciled(Duration::from_millis(20), None);
+        m.reconciled(Duration::from_millis(20), Some("kube"));
+        m.triaged("metering-token-exchange", "RateLimited", "Escalate");
+        m.log_bytes(1000);
+        m.log_bytes(24);
+        m.action("EvictPod", "Evicted");
+        m.set_leader(true);
+        let text = m.encode();
+        for line in [
+            r#"alert_triage_reconciles_total{result="success"} 1"#,
+            r#"alert_triage_reconciles_total{result="error"} 1"#,
+            "alert_triage_reconcile_duration_seconds_count 2",
+            r#"alert_triage_triages_total{runbook="metering-token-exchange",category="RateLimited",action="Escalate"} 1"#,
+            "alert_triage_log_bytes_scanned_total 1024",
+            r#"alert_triage_actions_total{action="EvictPod",result="Evicted"} 1"#,
+            r#"alert_triage_errors_total{category="kube"} 1"#,
+            "alert_triage_leader 1",
+            "alert_triage_fixed 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,887 @@
+//! The Helm chart on the simulated cluster: it lints and applies server-side in every mode, its
+//! RBAC is exactly what the operator uses (the operator runs as the chart's ServiceAccount with
+//! nothing else), and its ValidatingAdmissionPolicy decides who may approve.
+//!
+//! Cluster-scoped objects (ClusterRoles, the policy and its binding) are named after a release
+//! named like the test's namespace, deleted when the test ends, and the policy binding matches
+//! only that namespace, so tests running side by side never see each other's.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::operator::{Operator, create_triage, events_with, wait_for_phase};
+use common::{DeleteOnDrop, PodLog, TestNs, Workload, cluster, eventually, show};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const CHART: &str = "charts/alert-triage-operator";
+const DEPLOY: Duration = Duration::from_secs(90);
+const VERDICT: Duration = Duration::from_secs(60);
+
+// ------------------------------------------------------------------------------------------------
+// Helm
+
+fn helm_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("ATO_TEST_HELM") {
+        return path.into();
+    }
+    let beside_kubectl = cluster().kubectl.with_file_name("helm");
+    if beside_kubectl.exists() {
+        beside_kubectl
+    } else {
+        "helm".into()
+    }
+}
+
+/// Runs helm and returns its stdout; panics with its output when it fails.
+fn helm(args: &[&str]) -> String {
+    let out = Command::new(helm_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running helm (scripts/tools.sh helm builds it): {e}"));
+    assert!(
+        out.status.success(),
+        "helm {} failed:\n{}",
+        args.join(" "),
+        show(&out)
+    );
+    String::from_utf8(out.stdout).expect("helm prints UTF-8")
+}
+
+fn chart_dir() -> String {
+    cluster().repo.join(CHART).to_string_lossy().into_owned()
+}
+
+/// The cluster's version, for `helm template --kube-version` (the chart needs >= 1.30).
+async fn kube_version() -> String {
+    cluster()
+        .admin()
+        .await
+        .apiserver_version()
+        .await
+        .expect("the API server's version")
+        .git_version
+}
+
+/// `helm template RELEASE CHART --namespace NAMESPACE --set ...`.
+async fn render(release: &str, namespace: &str, sets: &[String]) -> String {
+    let version = kube_version().await;
+    let chart = chart_dir();
+    let mut args = vec![
+        "template",
+        release,
+        &chart,
+        "--namespace",
+        namespace,
+        "--kube-version",
+        &version,
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    helm(&args)
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("helm renders YAML"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kinds: &[&str]) -> Vec<&'a Value> {
+    docs.iter()
+        .filter(|d| kinds.contains(&d["kind"].as_str().unwrap_or_default()))
+        .collect()
+}
+
+/// `kubectl apply -f` of `docs` (admin) with extra flags; returns the output.
+fn apply(docs: &[&Value], extra: &[&str]) -> std::process::Output {
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": docs});
+    std::fs::write(file.path(), list.to_string()).expect("writing the manifests");
+    let path = file.path().to_string_lossy().into_owned();
+    let mut args = vec!["apply", "-f", &path];
+    args.extend_from_slice(extra);
+    cluster().kubectl(&args)
+}
+
+fn apply_ok(docs: &[&Value], extra: &[&str]) {
+    let out = apply(docs, extra);
+    assert!(
+        out.status.success(),
+        "kubectl apply failed:\n{}",
+        show(&out)
+    );
+}
+
+/// Deletes the cluster-scoped objects among `docs` when dropped.
+fn cleanup(docs: &[&Value]) -> Vec<DeleteOnDrop> {
+    docs.iter()
+        .filter(|d| d["metadata"]["namespace"].is_null())
+        .map(|d| {
+            let kind = d["kind"].as_str().unwrap().to_ascii_lowercase();
+            let name = d["metadata"]["name"].as_str().unwrap();
+            cluster().delete_on_drop(&kind, name)
+        })
+        .collect()
+}
+
+fn set_list(key: &str, items: &[&str]) -> String {
+    format!("{key}={{{}}}", items.join(","))
+}
+
+// ------------------------------------------------------------------------------------------------
+// (a) lint, render, server-side dry run
+
+#[tokio::test]
+async fn the_chart_lints_and_applies_server_side_in_every_mode() {
+    let ns = TestNs::new("chart-modes").await;
+    ns.cluster.install_crds();
+    let chart = chart_dir();
+    helm(&["lint", &chart]);
+    helm(&[
+        "lint",
+        &chart,
+        "--set",
+        &set_list("watchNamespaces", &["a", "b"]),
+    ]);
+
+    let own = |s: &str| s.to_string();
+    let watch_ns = set_list("watchNamespaces", &[&ns.name]);
+    let variants: Vec<(&str, Vec<String>)> = vec![
+        ("cluster-wide", vec![]),
+        ("namespaced", vec![watch_ns.clone()]),
+        ("policy off", vec![own("approvalPolicy.enabled=false")]),
+        (
+            "policy with groups and an exempt GitOps identity",
+            vec![
+                set_list("approvalPolicy.approverGroups", &["sre", "oncall"]),
+                set_list(
+                    "approvalPolicy.exemptUsers",
+                    &["system:serviceaccount:argocd:argocd-application-controller"],
+                ),
+            ],
+        ),
+        (
+            "namespaced, policy off",
+            vec![watch_ns.clone(), own("approvalPolicy.enabled=false")],
+        ),
+        ("two replicas", vec![own("replicas=2")]),
+        (
+            "pod deletion and an info ConfigMap in a fixed namespace",
+            vec![
+                own("operator.allowPodDelete=true"),
+                format!("operator.infoConfigMap={}/env-info", ns.name),
+            ],
+        ),
+    ];
+    for (name, sets) in &variants {
+        let yaml = render(&ns.name, &ns.name, sets).await;
+        let docs = documents(&yaml);
+        let out = apply(&docs.iter().collect::<Vec<_>>(), &["--dry-run=server"]);
+        assert!(
+            out.status.success(),
+            "{name}: server-side dry run failed:\n{}",
+            show(&out)
+        );
+        let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        let policy = sets.iter().all(|s| s != "approvalPolicy.enabled=false");
+        assert_eq!(
+            kinds.contains("ValidatingAdmissionPolicy"),
+            policy,
+            "{name}: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.contains("PodDisruptionBudget"),
+            sets.iter().any(|s| s == "replicas=2"),
+            "{name}: {kinds:?}"
+        );
+        let namespaced = sets.contains(&watch_ns);
+        assert_eq!(
+            kinds.contains("ClusterRoleBinding"),
+            !namespaced,
+            "{name}: {kinds:?}"
+        );
+    }
+
+    let monitored = render(
+        &ns.name,
+        &ns.name,
+        &[own("metrics.serviceMonitor.enabled=true")],
+    )
+    .await;
+    assert!(
+        documents(&monitored)
+            .iter()
+            .any(|d| d["kind"] == "ServiceMonitor"),
+        "no ServiceMonitor"
+    );
+}
+
+#[tokio::test]
+async fn the_charts_crds_are_the_ones_in_crds() {
+    let ns = TestNs::new("chart-crds").await;
+    let ours = std::fs::read_to_string(ns.cluster.repo.join("crds/alerttriages.triage.dev.yaml"))
+        .expect("crds/alerttriages.triage.dev.yaml");
+    let version = kube_version().await;
+    let chart = chart_dir();
+    let rendered = helm(&[
+        "template",
+        "x",
+        &chart,
+        "--include-crds",
+        "--kube-version",
+        &version,
+    ]);
+    assert!(rendered.contains(&ours), "helm template --include-crds");
+    // A packaged chart carries the file's contents, not a link to it.
+    let dir = tempfile::tempdir().unwrap();
+    helm(&["package", &chart, "-d", &dir.path().to_string_lossy()]);
+    let package = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .expect("a package")
+        .unwrap()
+        .path();
+    let out = Command::new("tar")
+        .arg("-xzOf")
+        .arg(&package)
+        .arg("alert-triage-operator/crds/alerttriages.triage.dev.yaml")
+        .output()
+        .expect("tar");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), ours);
+}
+
+// ------------------------------------------------------------------------------------------------
+// RBAC, statically and as the API server sees it
+
+fn rules_of(docs: &[Value], kind: &str, name: &str) -> Vec<(String, String, Vec<String>)> {
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"));
+    let mut rules = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                let names = rule["resourceNames"]
+                    .as_array()
+                    .map(|n| {
+                        format!(
+                            "/{}",
+                            n.iter()
+                                .map(|v| v.as_str().unwrap())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        )
+                    })
+                    .unwrap_or_default();
+                let mut verbs: Vec<String> = rule["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
+                verbs.sort();
+                rules.push((
+                    group.as_str().unwrap().to_string(),
+                    format!("{}{names}", resource.as_str().unwrap()),
+                    verbs,
+                ));
+            }
+        }
+    }
+    rules.sort();
+    rules
+}
+
+fn rule(group: &str, resource: &str, verbs: &[&str]) -> (String, String, Vec<String>) {
+    let mut verbs: Vec<String> = verbs.iter().map(|v| v.to_string()).collect();
+    verbs.sort();
+    (group.into(), resource.into(), verbs)
+}
+
+#[tokio::test]
+async fn rbac_grants_exactly_the_verbs_the_operator_uses_and_no_secrets() {
+    let ns = TestNs::new("chart-rbac-static").await;
+    let release = &ns.name;
+    let fullname = format!("{release}-alert-triage-operator");
+    let docs = documents(&render(release, &ns.name, &[]).await);
+    // The chart README's table, rule for rule.
+    let mut expected = vec![
+        rule("triage.dev", "alerttriages", &["list", "watch"]),
+        rule("triage.dev", "alerttriages/status", &["patch"]),
+        rule("", "pods", &["get", "list"]),
+        rule("", "pods/log", &["get"]),
+        rule("", "pods/eviction", &["create"]),
+        rule("apps", "replicasets", &["get"]),
+        rule("", "events", &["list"]),
+        rule("events.k8s.io", "events", &["create", "patch"]),
+        rule("", "configmaps/armada-info", &["get"]),
+    ];
+    expected.sort();
+    assert_eq!(rules_of(&docs, "ClusterRole", &fullname), expected);
+    let mut own = vec![
+        rule("", "configmaps", &["create"]),
+        rule(
+            "",
+            &format!("configmaps/{fullname}-ledger"),
+            &["get", "update"],
+        ),
+        rule("coordination.k8s.io", "leases", &["create"]),
+        rule(
+            "coordination.k8s.io",
+            &format!("leases/{fullname}"),
+            &["get", "update"],
+        ),
+    ];
+    own.sort();
+    assert_eq!(rules_of(&docs, "Role", &format!("{fullname}-self")), own);
+    let deleting =
+        documents(&render(release, &ns.name, &["operator.allowPodDelete=true".into()]).await);
+    assert!(
+        rules_of(&deleting, "ClusterRole", &fullname).contains(&rule(
+            "",
+            "pods",
+            &["get", "list", "delete"]
+        ))
+    );
+
+    // As the API server sees it, with the cluster-wide RBAC applied for real.
+    let rbac = of_kind(
+        &docs,
+        &[
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        ],
+    );
+    let _cleanup = cleanup(&rbac);
+    apply_ok(&rbac, &[]);
+    let sa = format!("system:serviceaccount:{}:{fullname}", ns.name);
+    let can = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i", "--as", &sa];
+        all.extend_from_slice(args);
+        let out = cluster().kubectl(&all);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    eventually(Duration::from_secs(10), || async {
+        if can(&["list", "pods", "-A"]) {
+            Ok(())
+        } else {
+            Err("RBAC not in effect yet")
+        }
+    })
+    .await;
+    assert!(can(&["watch", "alerttriages.triage.dev", "-A"]));
+    assert!(can(&[
+        "create",
+        "pods",
+        "--subresource=eviction",
+        "-n",
+        "kube-system"
+    ]));
+    assert!(can(&["get", "pods", "--subresource=log", "-A"]));
+    for denied in [
+        &["get", "secrets", "-A"][..],
+        &["list", "secrets", "-n", &ns.name],
+        &["delete", "pods", "-A"],
+        &["update", "alerttriages.triage.dev", "-A"],
+        &["get", "configmaps", "-n", "kube-system"],
+        &["update", "leases", "-n", "kube-system"],
+    ] {
+        assert!(!can(denied), "the ServiceAccount may {denied:?}");
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// (b) who may approve
+
+fn triage_api(client: Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client, ns, &common::operator::triage_resource())
+}
+
+async fn set_approval(
+    client: Client,
+    ns: &str,
+    name: &str,
+    approved_by: &str,
+) -> Result<(), kube::Error> {
+    patch_approval(client, ns, name, approved_by, &PatchParams::default()).await
+}
+
+async fn patch_approval(
+    client: Client,
+    ns: &str,
+    name: &str,
+    approved_by: &str,
+    params: &PatchParams,
+) -> Result<(), kube::Error> {
+    let patch = json!({"spec": {"approval": {"proposal": "delete-pod-0123456789ab", "approvedBy": approved_by}}});
+    triage_api(client, ns)
+        .patch(name, params, &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
+
+fn refused(result: Result<(), kube::Error>, says: &[&str]) {
+    match result {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403, "{s:?}");
+            for part in says {
+                assert!(s.message.contains(part), "{part:?} not in {:?}", s.message);
+            }
+        }
+        other => panic!("expected a refusal saying {says:?}, got {other:?}"),
+    }
+}
+
+fn triage_manifest(name: &str) -> Value {
+    json!({
+        "apiVersion": "triage.dev/v1alpha1",
+        "kind": "AlertTriage",
+        "metadata": {"name": name},
+        "spec": {
+            "alert": {"name": "armada-cluster_error_metering_token_exchange"},
+            "target": {"selector": {"matchLabels": {"app": "web"}}}
+        }
+    })
+}
+
+#[tokio::test]
+async fn the_approval_policy_lets_only_approvers_approve_as_themselves() {
+    let ns = TestNs::new("chart-approval").await;
+    ns.cluster.install_crds();
+    let release = &ns.name;
+    let fullname = format!("{release}-alert-triage-operator");
+    let group = format!("{}-approvers", ns.name);
+    let gitops = format!("system:serviceaccount:{}:gitops", ns.name);
+    let docs = documents(
+        &render(
+            release,
+            &ns.name,
+            &[
+                set_list("watchNamespaces", &[&ns.name]),
+                set_list("approvalPolicy.approverGroups", &[&group]),
+                set_list("approvalPolicy.exemptUsers", &[&gitops]),
+            ],
+        )
+        .await,
+    );
+    let policy = of_kind(
+        &docs,
+        &[
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ClusterRole",
+        ],
+    );
+    let policy: Vec<&Value> = policy
+        .into_iter()
+        .filter(|d| {
+            d["kind"] != "ClusterRole" || d["metadata"]["name"] == format!("{fullname}-approver")
+        })
+        .collect();
+    let _cleanup = cleanup(&policy);
+    apply_ok(&policy, &[]);
+
+    // alice: the approver ClusterRole, bound in this namespace. bob, the GitOps ServiceAccount
+    // and the approver group: may edit AlertTriages, nothing more.
+    ns.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "alice-approves",
+        &format!("--clusterrole={fullname}-approver"),
+        "--user=alice",
+    ]);
+    ns.kubectl_ok(&[
+        "create",
+        "role",
+        "triage-editor",
+        "--verb=get,create,update,patch",
+        "--resource=alerttriages.triage.dev",
+    ]);
+    ns.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "editors",
+        "--role=triage-editor",
+        "--user=bob",
+        &format!("--serviceaccount={}:gitops", ns.name),
+        &format!("--group={group}"),
+    ]);
+    ns.kubectl_ok(&["create", "serviceaccount", "gitops"]);
+    let admin = ns.client.clone();
+    let triages = triage_api(admin.clone(), &ns.name);
+    for name in ["t1", "t2"] {
+        let obj: DynamicObject = serde_json::from_value(triage_manifest(name)).unwrap();
+        triages.create(&PostParams::default(), &obj).await.unwrap();
+    }
+    let alice = ns.cluster.user("alice").await;
+    let bob = ns.cluster.user("bob").await;
+
+    // The policy is in force once the API server has loaded it; dry runs (admission runs, nothing
+    // is stored) probe for that without changing the object.
+    eventually(Duration::from_secs(30), || {
+        let bob = bob.clone();
+        let ns = ns.name.clone();
+        async move {
+            let dry_run = PatchParams {
+                dry_run: true,
+                ..PatchParams::default()
+            };
+            match patch_approval(bob, &ns, "t1", "bob", &dry_run).await {
+                Err(kube::Error::Api(s))
+                    if s.code == 403 && s.message.contains("ValidatingAdmissionPolicy") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("not refused yet: {other:?}")),
+            }
+        }
+    })
+    .await;
+
+    refused(
+        set_approval(bob.clone(), &ns.name, "t1", "bob").await,
+        &[
+            "\"bob\" may not approve",
+            "\"approve\" verb",
+            &format!("{fullname}-approver"),
+            &group,
+        ],
+    );
+    refused(
+        set_approval(alice.clone(), &ns.name, "t1", "bob").await,
+        &[
+            "approvedBy must name the user who approves",
+            "you are \"alice\"",
+            "it says \"bob\"",
+        ],
+    );
+    set_approval(alice.clone(), &ns.name, "t1", "alice")
+        .await
+        .expect("alice approves as herself");
+
+    // Edits that leave the approval alone are not the policy's business.
+    let window = json!({"spec": {"window": "2h"}});
+    triage_api(bob.clone(), &ns.name)
+        .patch("t1", &PatchParams::default(), &Patch::Merge(&window))
+        .await
+        .expect("bob edits the window of an approved triage");
+    // Pointing alice's approval at another proposal is approving: bob may not.
+    let other = json!({"spec": {"approval": {"proposal": "delete-pod-ba9876543210"}}});
+    refused(
+        triage_api(bob.clone(), &ns.name)
+            .patch("t1", &PatchParams::default(), &Patch::Merge(&other))
+            .await
+            .map(|_| ()),
+        &["you are \"bob\" but it says \"alice\""],
+    );
+    // Creating an object that carries an approval is approving too.
+    let mut preapproved = triage_manifest("t3");
+    preapproved["spec"]["approval"] =
+        json!({"proposal": "delete-pod-0123456789ab", "approvedBy": "bob"});
+    let obj: DynamicObject = serde_json::from_value(preapproved).unwrap();
+    refused(
+        triage_api(bob.clone(), &ns.name)
+            .create(&PostParams::default(), &obj)
+            .await
+            .map(|_| ()),
+        &["\"bob\" may not approve"],
+    );
+
+    // A member of an approver group, as themselves.
+    let carol = ns.cluster.impersonating("carol", &[&group]).await;
+    set_approval(carol, &ns.name, "t2", "carol")
+        .await
+        .expect("a member of an approver group approves");
+    // The GitOps controller applies an approval reviewed in git: exempt.
+    let gitops_client = ns.cluster.service_account(&ns.name, "gitops").await;
+    set_approval(gitops_client, &ns.name, "t2", "alice")
+        .await
+        .expect("the exempt GitOps identity applies alice's approval");
+}
+
+// ------------------------------------------------------------------------------------------------
+// (c) the operator as the chart's ServiceAccount, with exactly the chart's RBAC
+
+fn network_failure() -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..5 {
+        lines.push("ErrorMeteringTokenExchangeFailure: Failed to prepare OpenShift license metering  IAM token exchange failure".to_string());
+        lines.push(r#"Wrapped Errors: ["The IAM token exchange request failed.","Post \"https://iam.cloud.ibm.com/identity/token\": dial tcp 10.1.2.3:443: connect: connection refused"]"#.to_string());
+    }
+    lines
+}
+
+fn callback_line(controller: &str) -> String {
+    json!({"level": "error", "callbackName": "DeleteClientID", "reasonCode": "ErrorUnclassified",
+           "controllerID": controller, "msg": "403 BXNIM0515E: You are not authorized to manage this Client ID."})
+        .to_string()
+}
+
+/// The Deployment's environment as the chart renders it, for a process outside the cluster.
+fn chart_env(docs: &[Value], pod: &str, namespace: &str) -> Vec<(String, String)> {
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("metadata.name") => pod.to_string(),
+                Some("metadata.namespace") => namespace.to_string(),
+                Some(other) => panic!("unexpected fieldRef {other}"),
+                None => e["value"].as_str().unwrap().to_string(),
+            };
+            // The harness gives every operator a free port of its own.
+            (name != "ATO_HTTP_ADDRESS").then_some((name, value))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_operator_runs_with_only_the_charts_identity_and_rbac() {
+    let ns = TestNs::new("chart-sa").await;
+    let outside = TestNs::new("chart-outside").await;
+    let release = "ato";
+    let fullname = "ato-alert-triage-operator";
+    let docs = documents(
+        &render(
+            release,
+            &ns.name,
+            &[
+                set_list("watchNamespaces", &[&ns.name]),
+                "approvalPolicy.enabled=false".into(),
+            ],
+        )
+        .await,
+    );
+    // Namespaced mode with the policy off renders nothing cluster-scoped.
+    assert!(docs.iter().all(|d| !d["metadata"]["namespace"].is_null()));
+    let rbac = of_kind(&docs, &["Role", "RoleBinding"]);
+    apply_ok(&of_kind(&docs, &["ServiceAccount"]), &[]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("operator.kubeconfig");
+    ns.cluster
+        .service_account_kubeconfig(&ns.name, fullname, &kubeconfig)
+        .await;
+    let env = chart_env(&docs, "ato-0", &ns.name);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let kubeconfig_arg = kubeconfig.to_string_lossy().into_owned();
+    let op = Operator::start_raw(
+        &ns,
+        &format!("{}-chart", ns.name),
+        &["run", "--kubeconfig", &kubeconfig_arg],
+        &env,
+    );
+
+    // Without its RBAC the operator cannot list AlertTriages: alive, not ready.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(op.get("/healthz").await.0, 200);
+    assert_eq!(op.get("/readyz").await.0, 503);
+    apply_ok(&rbac, &[]);
+    eventually(Duration::from_secs(60), || async {
+        match op.get("/readyz").await {
+            (200, _) => Ok(()),
+            (code, body) => Err(format!("{code} {body}")),
+        }
+    })
+    .await;
+    let refusals_before_rbac = op.output().len();
+
+    // BXNIM: reads the one ConfigMap it may read.
+    for (name, account) in [("armada-info", "acct-1234"), ("other-config", "nope")] {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "data": {"MULTISHIFT_SRE_ACCOUNT_ID": account, "MULTISHIFT_SRE_RESOURCE_GROUP_ID": "rg-5678"}
+        }))
+        .unwrap();
+        ns.api::<ConfigMap>()
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+    }
+    let before = op
+        .metric("alert_triage_reconciles_total{result=\"success\"}")
+        .await
+        .unwrap_or(0.0);
+    let orchestrator = ns
+        .deploy(&Workload::new("armada-orchestrator", 1), DEPLOY)
+        .await;
+    ns.attach_logs(
+        orchestrator[0].metadata.name.as_deref().unwrap(),
+        "app",
+        &PodLog::lines([callback_line("c0ffee01"), callback_line("c0ffee02")]),
+        None,
+    )
+    .await;
+    create_triage(
+        &ns,
+        json!({
+            "metadata": {"name": "bx"},
+            "spec": {
+                "alert": {
+                    "name": "ClusterSquadOrchestratorCallbackActionTimeErrors",
+                    "labels": {"operation": "DeleteClientID", "reason_code": "ErrorUnclassified"}
+                },
+                "target": {"selector": {"matchLabels": {"app": "armada-orchestrator"}}}
+            }
+        }),
+    )
+    .await;
+    let t = wait_for_phase(&ns, "bx", &["ApiKeyRotationRequired"], VERDICT).await;
+    assert_eq!(t["status"]["apiKeyRotation"]["account"], "acct-1234");
+    assert_eq!(
+        t["status"]["apiKeyRotation"]["controllerIds"],
+        json!(["c0ffee01", "c0ffee02"])
+    );
+    assert!(
+        op.metric("alert_triage_reconciles_total{result=\"success\"}")
+            .await
+            .unwrap()
+            > before
+    );
+    assert!(
+        op.metric("alert_triage_reconcile_duration_seconds_count")
+            .await
+            .unwrap()
+            > 0.0
+    );
+
+    // A proposal, approved and carried out: pods, ReplicaSets, eviction, the ledger, Events.
+    let web = ns.deploy(&Workload::new("web", 3), DEPLOY).await;
+    let healthy = vec!["Worker metering started".to_string()];
+    for (pod, lines) in web
+        .iter()
+        .zip([healthy.clone(), network_failure(), healthy])
+    {
+        ns.attach_logs(
+            pod.metadata.name.as_deref().unwrap(),
+            "app",
+            &PodLog::lines(lines),
+            None,
+        )
+        .await;
+    }
+    create_triage(
+        &ns,
+        json!({
+            "metadata": {"name": "net"},
+            "spec": {
+                "alert": {"name": "armada-cluster_error_metering_token_exchange"},
+                "target": {"selector": {"matchLabels": {"app": "web"}}},
+                "window": "1h"
+            }
+        }),
+    )
+    .await;
+    let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
+    eventually(Duration::from_secs(10), || async {
+        match op.metric("alert_triage_proposals_awaiting_approval").await {
+            Some(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let proposal = t["status"]["proposal"]["id"].as_str().unwrap().to_string();
+    let approval = json!({"spec": {"approval": {"proposal": proposal, "approvedBy": "alice"}}});
+    triage_api(ns.client.clone(), &ns.name)
+        .patch("net", &PatchParams::default(), &Patch::Merge(&approval))
+        .await
+        .unwrap();
+    let t = wait_for_phase(
+        &ns,
+        "net",
+        &["Remediated", "RemediationFailed"],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
+    assert_eq!(
+        t["status"]["remediation"]["podUID"],
+        web[1].metadata.uid.as_deref().unwrap()
+    );
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt(&format!("{fullname}-ledger"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    events_with(&ns, "net", &["Evicted"]).await;
+    assert_eq!(
+        op.metric("alert_triage_proposals_awaiting_approval").await,
+        Some(0.0)
+    );
+    assert_eq!(op.metric("alert_triage_leader").await, Some(1.0));
+
+    // Nothing it did was refused, and it may do nothing more.
+    let log = op.output()[refusals_before_rbac..].to_ascii_lowercase();
+    assert!(
+        !log.contains("forbidden"),
+        "the operator was refused something:\n{log}"
+    );
+    let me = ns.cluster.service_account(&ns.name, fullname).await;
+    let denied = |r: Result<(), kube::Error>, what: &str| match r {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("{what}: expected 403, got {other:?}"),
+    };
+    let secrets: Api<Secret> = Api::namespaced(me.clone(), &ns.name);
+    denied(
+        secrets.list(&ListParams::default()).await.map(|_| ()),
+        "list secrets",
+    );
+    denied(secrets.get("anything").await.map(|_| ()), "get a secret");
+    let other_config: Api<ConfigMap> = Api::namespaced(me.clone(), &ns.name);
+    denied(
+        other_config.get("other-config").await.map(|_| ()),
+        "get another ConfigMap",
+    );
+    let outside_pods: Api<Pod> = Api::namespaced(me.clone(), &outside.name);
+    denied(
+        outside_pods.list(&ListParams::default()).await.map(|_| ()),
+        "list pods outside",
+    );
+    denied(
+        outside_pods
+            .delete("x", &Default::default())
+            .await
+            .map(|_| ()),
+        "delete a pod outside",
+    );
+    denied(
+        triage_api(me.clone(), &outside.name)
+            .list(&ListParams::default())
+            .await
+            .map(|_| ()),
+        "list AlertTriages outside",
+    );
+    let own_pods: Api<Pod> = Api::namespaced(me, &ns.name);
+    denied(
+        own_pods
+            .delete(
+                web[0].metadata.name.as_deref().unwrap(),
+                &Default::default(),
+            )
+            .await
+            .map(|_| ()),
+        "delete a pod without allowPodDelete",
+    );
+}
