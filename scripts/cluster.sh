@@ -5,7 +5,7 @@
 #
 #   scripts/cluster.sh up                     start (idempotent: a healthy cluster is left alone)
 #   scripts/cluster.sh down                   stop everything `up` started, drop etcd's data
-#   scripts/cluster.sh status                 what is running, where
+#   scripts/cluster.sh status                 what is running, where; exits 0 only if healthy
 #   scripts/cluster.sh user NAME [GROUP...]   mint a client-certificate kubeconfig for a user
 #   scripts/cluster.sh env                    print the paths and address (KEY=VALUE lines)
 set -euo pipefail
@@ -455,7 +455,7 @@ cmd_down() {
   log "cluster down"
 }
 
-cmd_status() {
+cmd_status() { # exits 0 only when the cluster is up and healthy
   local c pid any=0
   for c in "${COMPONENTS[@]}"; do
     if pid=$(pid_of "$c"); then
@@ -465,11 +465,13 @@ cmd_status() {
       printf '%-24s stopped\n' "$c"
     fi
   done
-  [ $any = 1 ] || return 0
+  [ $any = 1 ] || return 1
   printf '%-24s %s\n' "api server" "$SERVER" "admin kubeconfig" "$ATO_KUBECONFIG" \
     "user kubeconfigs" "$USERS/<name>.kubeconfig" "pod log files" "$PODLOGS"
-  if healthy; then echo "healthy: yes"; else echo "healthy: no"; fi
+  local ok=0
+  if healthy; then echo "healthy: yes"; else echo "healthy: no"; ok=1; fi
   kc get nodes 2>/dev/null || true
+  return $ok
 }
 
 cmd_user() { # name group...

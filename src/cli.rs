@@ -89,6 +89,11 @@ pub struct RunArgs {
     #[arg(long, env = "ATO_ALLOW_POD_DELETE")]
     pub allow_pod_delete: bool,
 
+    /// Never act: every approved proposal is recorded as what would have been done, as if
+    /// each AlertTriage set `spec.dryRun: true`.
+    #[arg(long, env = "ATO_DRY_RUN")]
+    pub dry_run: bool,
+
     /// The ConfigMap that keeps the deletion budget and cooldowns across restarts, as
     /// NAMESPACE/NAME (default: alert-triage-operator-ledger in $POD_NAMESPACE, else `default`).
     #[arg(long, env = "ATO_LEDGER")]

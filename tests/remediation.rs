@@ -490,6 +490,20 @@ async fn dry_run_records_what_it_would_have_done() {
 }
 
 #[tokio::test]
+async fn an_operator_wide_dry_run_never_acts() {
+    let ns = TestNs::new("rem-dry-wide").await;
+    let _op = Operator::start(&ns, &["--dry-run"]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    let t = assert_refused_and_untouched(&ns, "DryRun", &ids(&pods), "web").await;
+    let message = t["status"]["remediation"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("operator-wide") && message.contains("would evict"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn a_namespace_outside_the_operators_scope_is_not_acted_in() {
     let home = TestNs::new("rem-scope-home").await;
     let away = TestNs::new("rem-scope-away").await;

@@ -87,6 +87,8 @@ pub struct Config {
     pub limits: Limits,
     pub verify_timeout: Duration,
     pub allow_pod_delete: bool,
+    /// Treat every triage as `spec.dryRun: true`.
+    pub dry_run: bool,
     /// Namespace and name of the ledger ConfigMap.
     pub ledger: (String, String),
 }
@@ -106,6 +108,7 @@ impl From<&RunArgs> for Config {
             },
             verify_timeout: a.verify_timeout,
             allow_pod_delete: a.allow_pod_delete,
+            dry_run: a.dry_run,
             ledger: ledger_location(a.ledger.as_deref()),
         }
     }

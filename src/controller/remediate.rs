@@ -107,9 +107,14 @@ pub async fn approved(obj: &AlertTriage, ctx: &Context) -> Result<Action, Error>
     } else {
         "EvictPod"
     };
-    if obj.spec.dry_run {
+    if obj.spec.dry_run || ctx.config.dry_run {
         let message = format!(
-            "dry run: would {} pod {} (UID {}) approved by {} for proposal {}; every guardrail passed; nothing was done",
+            "dry run{}: would {} pod {} (UID {}) approved by {} for proposal {}; every guardrail passed; nothing was done",
+            if obj.spec.dry_run {
+                ""
+            } else {
+                " (operator-wide)"
+            },
             if ctx.config.allow_pod_delete {
                 "delete"
             } else {
