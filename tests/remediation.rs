@@ -190,6 +190,14 @@ async fn ledger_entries(ns: &TestNs) -> Vec<Value> {
     serde_json::from_str(&cm.data.unwrap()["deletions.json"]).unwrap()
 }
 
+/// Waits for the remediation to end and checks it succeeded exactly once; returns the triage.
+async fn expect_remediated(ns: &TestNs, pods: &[Pod]) -> Value {
+    let t = wait_for_phase(ns, "net", &["Remediated", "RemediationFailed"], REMEDIATION).await;
+    assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
+    assert_remediated_once(ns, &t, pods).await;
+    t
+}
+
 /// After a successful remediation: the approved pod (and only it) was replaced, the record is
 /// complete, and exactly one eviction happened.
 async fn assert_remediated_once(ns: &TestNs, t: &Value, before: &[Pod]) {
@@ -241,15 +249,7 @@ async fn an_approved_proposal_evicts_that_pod_and_verifies_the_replacement() {
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
 
-    let t = wait_for_phase(
-        &ns,
-        "net",
-        &["Remediated", "RemediationFailed"],
-        REMEDIATION,
-    )
-    .await;
-    assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
-    assert_remediated_once(&ns, &t, &pods).await;
+    let t = expect_remediated(&ns, &pods).await;
     assert_eq!(condition(&t, "Remediated")["status"], "True");
     let events = events_with(&ns, "net", &["Remediating", "Evicted", "Remediated"]).await;
     for reason in ["Remediating", "Evicted", "Remediated"] {
@@ -571,15 +571,7 @@ async fn a_pod_disruption_budget_blocks_until_it_allows() {
     );
 
     ns.kubectl_ok(&["delete", "pdb", "web"]);
-    let t = wait_for_phase(
-        &ns,
-        "net",
-        &["Remediated", "RemediationFailed"],
-        REMEDIATION,
-    )
-    .await;
-    assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
-    assert_remediated_once(&ns, &t, &pods).await;
+    expect_remediated(&ns, &pods).await;
 }
 
 #[tokio::test]
@@ -588,8 +580,7 @@ async fn budgets_and_cooldowns_survive_an_operator_restart() {
     let first = Operator::start(&ns, &[]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
-    let t = wait_for_phase(&ns, "net", &["Remediated"], REMEDIATION).await;
-    assert_remediated_once(&ns, &t, &pods).await;
+    expect_remediated(&ns, &pods).await;
     drop(first);
 
     let _second = Operator::start(&ns, &[]);
@@ -654,15 +645,7 @@ async fn crash_at(step: &str) {
     }
 
     let _fresh = Operator::start(&ns, &[]);
-    let t = wait_for_phase(
-        &ns,
-        "net",
-        &["Remediated", "RemediationFailed"],
-        REMEDIATION,
-    )
-    .await;
-    assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
-    assert_remediated_once(&ns, &t, &pods).await;
+    expect_remediated(&ns, &pods).await;
 }
 
 #[tokio::test]
