@@ -84,6 +84,11 @@ pub struct RunArgs {
     #[arg(long, env = "ATO_VERIFY_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub verify_timeout: Duration,
 
+    /// How long a Ready replacement is watched before its logs are checked for the signature,
+    /// so a replacement that fails the same way a minute later is not called a success.
+    #[arg(long, env = "ATO_VERIFY_SETTLE", default_value = "2m", value_parser = parse_duration)]
+    pub verify_settle: Duration,
+
     /// Delete pods directly instead of through the Eviction API. Deletion ignores
     /// PodDisruptionBudgets: only for pods no budget protects.
     #[arg(long, env = "ATO_ALLOW_POD_DELETE")]

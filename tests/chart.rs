@@ -668,6 +668,8 @@ async fn the_operator_runs_with_only_the_charts_identity_and_rbac() {
             &[
                 set_list("watchNamespaces", &[&ns.name]),
                 "approvalPolicy.enabled=false".into(),
+                // Judge the replacement after a second, not the default two minutes.
+                "operator.verifySettle=1s".into(),
             ],
         )
         .await,

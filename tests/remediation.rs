@@ -291,6 +291,58 @@ async fn an_approved_proposal_evicts_that_pod_and_verifies_the_replacement() {
 }
 
 #[tokio::test]
+async fn a_replacement_that_fails_the_same_way_fails_the_remediation() {
+    let ns = TestNs::new("rem-relapse").await;
+    let _op = Operator::start(&ns, &["--verify-settle", "10s"]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        ns.client.clone(),
+        &ns.name,
+        &common::operator::triage_resource(),
+    );
+    // While the operator watches the Ready replacement, it starts failing like its predecessor.
+    let replacement = eventually(REMEDIATION, || {
+        let api = api.clone();
+        async move {
+            let t = serde_json::to_value(api.get("net").await.map_err(|e| e.to_string())?).unwrap();
+            match t["status"]["remediation"]["replacement"].as_str() {
+                Some(r) => Ok(r.to_string()),
+                None => Err(format!("{}", t["status"])),
+            }
+        }
+    })
+    .await;
+    // Written since the replacement started: spread over the last two seconds.
+    let relapse = PodLog::lines(network_failure()).spread_over(Duration::from_secs(2));
+    ns.attach_logs(&replacement, "app", &relapse, None).await;
+    let t = wait_for_phase(
+        &ns,
+        "net",
+        &["Remediated", "RemediationFailed"],
+        REMEDIATION,
+    )
+    .await;
+    assert_eq!(t["status"]["phase"], "RemediationFailed", "{}", t["status"]);
+    let r = &t["status"]["remediation"];
+    assert_eq!(r["outcome"], "Failed");
+    assert_eq!(r["replacement"], replacement.as_str());
+    assert!(
+        r["message"].as_str().unwrap().contains("signature again"),
+        "{r}"
+    );
+    // The replacement is left alone: one eviction, of the approved pod only.
+    let now = live_pods(&ns, "web").await;
+    assert!(
+        now.iter()
+            .any(|p| p.metadata.name.as_deref() == Some(replacement.as_str()))
+    );
+    assert_eq!(now.len(), pods.len());
+    assert_eq!(ledger_entries(&ns).await.len(), 1);
+    events_with(&ns, "net", &["RemediationFailed"]).await;
+}
+
+#[tokio::test]
 async fn without_an_approval_nothing_is_ever_deleted() {
     let ns = TestNs::new("rem-unapproved").await;
     let _op = Operator::start(&ns, &[]);

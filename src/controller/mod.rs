@@ -86,6 +86,7 @@ pub struct Config {
     pub status_byte_limit: usize,
     pub limits: Limits,
     pub verify_timeout: Duration,
+    pub verify_settle: Duration,
     pub allow_pod_delete: bool,
     /// Treat every triage as `spec.dryRun: true`.
     pub dry_run: bool,
@@ -107,6 +108,7 @@ impl From<&RunArgs> for Config {
                 cooldown: a.workload_cooldown,
             },
             verify_timeout: a.verify_timeout,
+            verify_settle: a.verify_settle,
             allow_pod_delete: a.allow_pod_delete,
             dry_run: a.dry_run,
             ledger: ledger_location(a.ledger.as_deref()),

@@ -322,6 +322,24 @@ async fn verify(
     replacements.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
     if let Some(replacement) = replacements.into_iter().next() {
         let name = replacement.name_any();
+        let ready_since = ready_since(&replacement).unwrap_or(now);
+        let settled_at = ready_since
+            + SignedDuration::try_from(ctx.config.verify_settle).unwrap_or(SignedDuration::MAX);
+        if now < settled_at {
+            // Ready is not yet well: watch the replacement a while before judging it.
+            if remediation.replacement.as_deref() != Some(name.as_str()) {
+                let mut status = status;
+                if let Some(r) = status.remediation.as_mut() {
+                    r.replacement = Some(name.clone());
+                    r.message = format!(
+                        "replacement pod {name} is Ready; checking its logs for the signature at {settled_at}"
+                    );
+                }
+                apply_status(&triage_api(obj, ctx), obj, &status).await?;
+            }
+            let wait = Duration::try_from(settled_at.duration_since(now)).unwrap_or(POLL);
+            return Ok(Action::requeue(wait.min(POLL)));
+        }
         let mut plan = resolved.plan(obj, ctx, now);
         plan.since = replacement
             .metadata
@@ -338,14 +356,20 @@ async fn verify(
             finish(obj, ctx, status, false, &reason, Some(name), now).await
         } else {
             let logs = if scanned.log_errors.is_empty() {
-                format!("{} log lines without the signature", scanned.findings.lines)
+                format!(
+                    "{} log lines since it started, none with the signature",
+                    scanned.findings.lines
+                )
             } else {
                 format!(
-                    "its logs could not be read yet: {}",
+                    "its logs could not be read: {}",
                     scanned.log_errors.join("; ")
                 )
             };
-            let reason = format!("replacement pod {name} is Ready; {logs}");
+            let reason = format!(
+                "replacement pod {name} has been Ready for {}s; {logs}",
+                now.duration_since(ready_since).as_secs()
+            );
             finish(obj, ctx, status, true, &reason, Some(name), now).await
         };
     }
@@ -359,6 +383,19 @@ async fn verify(
         return finish(obj, ctx, status, false, &reason, None, now).await;
     }
     Ok(Action::requeue(POLL))
+}
+
+/// When the pod's Ready condition last became True.
+fn ready_since(pod: &Pod) -> Option<Timestamp> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?
+        .last_transition_time
+        .as_ref()
+        .map(|t| t.0)
 }
 
 /// Records how the remediation ended.

@@ -60,6 +60,9 @@ impl Operator {
             // Tests run many operators side by side: each serves on a port of its own.
             .env("ATO_HTTP_ADDRESS", "127.0.0.1:0")
             .env("RUST_LOG", "info,alert_triage_operator=debug")
+            // Tests watch a replacement pod for a second, not the default two minutes; a test
+            // that needs longer passes --verify-settle.
+            .env("ATO_VERIFY_SETTLE", "1s")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
