@@ -128,6 +128,44 @@ async fn rate_limited_on_every_pod_escalates_and_names_related_services() {
 }
 
 #[tokio::test]
+async fn a_generation_is_triaged_once_even_across_a_restart() {
+    let ns = TestNs::new("once").await;
+    let first = Operator::start(&ns, &[]);
+    let failing = repeat(
+        metering_failure(401, "Provided API key could not be found"),
+        3,
+    );
+    workload_with_logs(&ns, Workload::new("armada-cluster", 1), vec![failing]).await;
+    create_triage(&ns, metering_triage("once", "armada-cluster")).await;
+    wait_for_phase(&ns, "once", &["ApiKeyRotationRequired"], VERDICT).await;
+    let before = events_with(&ns, "once", &["Gathering", "ApiKeyRotationRequired"]).await;
+    // Our own status writes wake the controller again; none of them may triage again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        first.output().matches("\"triaged\"").count(),
+        1,
+        "{}",
+        first.output()
+    );
+    drop(first);
+
+    let second = Operator::start(&ns, &[]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Both operators log to the namespace's one file: still only the first one's triage.
+    let log = second.output();
+    assert_eq!(
+        log.matches("starting the AlertTriage controller").count(),
+        2
+    );
+    assert_eq!(log.matches("\"triaged\"").count(), 1, "{log}");
+    assert_eq!(
+        events_with(&ns, "once", &[]).await,
+        before,
+        "a restart repeated Events"
+    );
+}
+
+#[tokio::test]
 async fn unauthorized_401_records_an_api_key_rotation() {
     let ns = TestNs::new("auth-401").await;
     let _op = Operator::start(&ns, &[]);

@@ -29,7 +29,16 @@ const BEFORE_ALERT: SignedDuration = SignedDuration::from_mins(5);
 /// The longest window the API accepts; `startsAt` never stretches the window past it.
 const MAX_WINDOW: SignedDuration = SignedDuration::from_hours(24);
 
-pub async fn reconcile(obj: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(cached: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Decide on a fresh read, not the watch cache: right after our own status write the cache
+    // can still show the previous phase, and acting on that would triage a generation twice or
+    // take an approval for a spec change.
+    let Some(obj) = triage_api(&cached, &ctx)
+        .get_opt(&cached.name_any())
+        .await?
+    else {
+        return Ok(Action::await_change());
+    };
     let generation = obj.metadata.generation.unwrap_or_default();
     let status = obj.status.clone().unwrap_or_default();
     if status.phase == Some(Phase::Remediating) {
