@@ -317,7 +317,7 @@ async fn rbac_grants_exactly_the_verbs_the_operator_uses_and_no_secrets() {
     let docs = documents(&render(release, &ns.name, &[]).await);
     // The chart README's table, rule for rule.
     let mut expected = vec![
-        rule("triage.dev", "alerttriages", &["list", "watch"]),
+        rule("triage.dev", "alerttriages", &["get", "list", "watch"]),
         rule("triage.dev", "alerttriages/status", &["patch"]),
         rule("", "pods", &["get", "list"]),
         rule("", "pods/log", &["get"]),

@@ -56,7 +56,7 @@ table and with the code: tests/chart.rs runs the operator with exactly these rul
 {{- define "ato.watchRules" -}}
 - apiGroups: [triage.dev]
   resources: [alerttriages]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
 - apiGroups: [triage.dev]
   resources: [alerttriages/status]
   verbs: [patch]
