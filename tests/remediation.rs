@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::operator::{
     LEDGER, Operator, create_triage, events_for, events_with, give_app_logs, wait_for_phase,
+    wait_for_triage,
 };
 use common::{PodLog, TestNs, Workload, eventually};
 use jiff::{SignedDuration, Timestamp};
@@ -114,22 +115,13 @@ fn condition<'a>(t: &'a Value, type_: &str) -> &'a Value {
 
 /// Waits until the Remediated condition says `reason` for the triage's current generation.
 async fn wait_for_refusal(ns: &TestNs, name: &str, reason: &str) -> Value {
-    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
-        ns.client.clone(),
-        &ns.name,
-        &common::operator::triage_resource(),
-    );
-    eventually(VERDICT, || {
-        let api = api.clone();
-        async move {
-            let t = serde_json::to_value(api.get(name).await.map_err(|e| e.to_string())?).unwrap();
-            let c = condition(&t, "Remediated");
-            let current = t["status"]["observedGeneration"] == t["metadata"]["generation"];
-            if current && c["reason"] == reason && c["status"] == "False" {
-                Ok(t)
-            } else {
-                Err(format!("Remediated condition {c}; status {}", t["status"]))
-            }
+    wait_for_triage(ns, name, VERDICT, |t| {
+        let c = condition(t, "Remediated");
+        let current = t["status"]["observedGeneration"] == t["metadata"]["generation"];
+        if current && c["reason"] == reason && c["status"] == "False" {
+            Ok(t.clone())
+        } else {
+            Err(format!("Remediated condition {c}; status {}", t["status"]))
         }
     })
     .await
@@ -296,22 +288,16 @@ async fn a_replacement_that_fails_the_same_way_fails_the_remediation() {
     let _op = Operator::start(&ns, &["--verify-settle", "10s"]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
-    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
-        ns.client.clone(),
-        &ns.name,
-        &common::operator::triage_resource(),
-    );
     // While the operator watches the Ready replacement, it starts failing like its predecessor.
-    let replacement = eventually(REMEDIATION, || {
-        let api = api.clone();
-        async move {
-            let t = serde_json::to_value(api.get("net").await.map_err(|e| e.to_string())?).unwrap();
-            match t["status"]["remediation"]["replacement"].as_str() {
-                Some(r) => Ok(r.to_string()),
-                None => Err(format!("{}", t["status"])),
-            }
-        }
-    })
+    let replacement = wait_for_triage(
+        &ns,
+        "net",
+        REMEDIATION,
+        |t| match t["status"]["remediation"]["replacement"].as_str() {
+            Some(r) => Ok(r.to_string()),
+            None => Err(format!("{}", t["status"])),
+        },
+    )
     .await;
     // Written since the replacement started: spread over the last two seconds.
     let relapse = PodLog::lines(network_failure()).spread_over(Duration::from_secs(2));
@@ -587,20 +573,11 @@ async fn a_pod_disruption_budget_blocks_until_it_allows() {
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
 
-    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
-        ns.client.clone(),
-        &ns.name,
-        &common::operator::triage_resource(),
-    );
-    let t = eventually(REMEDIATION, || {
-        let api = api.clone();
-        async move {
-            let t = serde_json::to_value(api.get("net").await.map_err(|e| e.to_string())?).unwrap();
-            if t["status"]["remediation"]["outcome"] == "Blocked" {
-                Ok(t)
-            } else {
-                Err(format!("{}", t["status"]))
-            }
+    let t = wait_for_triage(&ns, "net", REMEDIATION, |t| {
+        if t["status"]["remediation"]["outcome"] == "Blocked" {
+            Ok(t.clone())
+        } else {
+            Err(format!("{}", t["status"]))
         }
     })
     .await;

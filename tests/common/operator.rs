@@ -211,32 +211,44 @@ pub fn triage_resource() -> kube::api::ApiResource {
     }
 }
 
-/// Waits until the triage's status reaches one of `phases` for its current generation and
-/// returns the whole object as JSON.
-pub async fn wait_for_phase(ns: &TestNs, name: &str, phases: &[&str], timeout: Duration) -> Value {
+/// Polls the AlertTriage until `check` finds what it waits for in its JSON, and returns that;
+/// `check` says what it saw otherwise, for the failure message.
+pub async fn wait_for_triage<T>(
+    ns: &TestNs,
+    name: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> Result<T, String>,
+) -> T {
     let api: Api<kube::api::DynamicObject> =
         Api::namespaced_with(ns.client.clone(), &ns.name, &triage_resource());
-    let phases: Vec<String> = phases.iter().map(|p| p.to_string()).collect();
+    let check = &check;
     eventually(timeout, || {
         let api = api.clone();
-        let phases = phases.clone();
         async move {
             let obj = api
                 .get(name)
                 .await
                 .map_err(|e| format!("get {name}: {e}"))?;
-            let json = serde_json::to_value(&obj).map_err(|e| e.to_string())?;
-            let phase = json["status"]["phase"].as_str().unwrap_or("").to_string();
-            let observed = json["status"]["observedGeneration"].as_i64();
-            let generation = json["metadata"]["generation"].as_i64();
-            if phases.contains(&phase) && observed == generation {
-                Ok(json)
-            } else {
-                Err(format!(
-                    "phase {phase:?} (observed {observed:?} of {generation:?}); status {}",
-                    json["status"]
-                ))
-            }
+            check(&serde_json::to_value(&obj).map_err(|e| e.to_string())?)
+        }
+    })
+    .await
+}
+
+/// Waits until the triage's status reaches one of `phases` for its current generation and
+/// returns the whole object as JSON.
+pub async fn wait_for_phase(ns: &TestNs, name: &str, phases: &[&str], timeout: Duration) -> Value {
+    wait_for_triage(ns, name, timeout, |t| {
+        let phase = t["status"]["phase"].as_str().unwrap_or("");
+        let observed = t["status"]["observedGeneration"].as_i64();
+        let generation = t["metadata"]["generation"].as_i64();
+        if phases.contains(&phase) && observed == generation {
+            Ok(t.clone())
+        } else {
+            Err(format!(
+                "phase {phase:?} (observed {observed:?} of {generation:?}); status {}",
+                t["status"]
+            ))
         }
     })
     .await
