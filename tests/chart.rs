@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::operator::{Operator, create_triage, events_with, wait_for_phase};
+use common::scenario::network_failure;
 use common::{DeleteOnDrop, PodLog, TestNs, Workload, cluster, eventually, show};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -616,15 +617,6 @@ async fn the_approval_policy_lets_only_approvers_approve_as_themselves() {
 // ------------------------------------------------------------------------------------------------
 // (c) the operator as the chart's ServiceAccount, with exactly the chart's RBAC
 
-fn network_failure() -> Vec<String> {
-    let mut lines = Vec::new();
-    for _ in 0..5 {
-        lines.push("ErrorMeteringTokenExchangeFailure: Failed to prepare OpenShift license metering  IAM token exchange failure".to_string());
-        lines.push(r#"Wrapped Errors: ["The IAM token exchange request failed.","Post \"https://iam.cloud.ibm.com/identity/token\": dial tcp 10.1.2.3:443: connect: connection refused"]"#.to_string());
-    }
-    lines
-}
-
 fn callback_line(controller: &str) -> String {
     json!({"level": "error", "callbackName": "DeleteClientID", "reasonCode": "ErrorUnclassified",
            "controllerID": controller, "msg": "403 BXNIM0515E: You are not authorized to manage this Client ID."})
@@ -699,13 +691,7 @@ async fn the_operator_runs_with_only_the_charts_identity_and_rbac() {
     assert_eq!(op.get("/healthz").await.0, 200);
     assert_eq!(op.get("/readyz").await.0, 503);
     apply_ok(&rbac, &[]);
-    eventually(Duration::from_secs(60), || async {
-        match op.get("/readyz").await {
-            (200, _) => Ok(()),
-            (code, body) => Err(format!("{code} {body}")),
-        }
-    })
-    .await;
+    op.wait_ready(Duration::from_secs(60)).await;
     let refusals_before_rbac = op.output().len();
 
     // BXNIM: reads the one ConfigMap it may read.

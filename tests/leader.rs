@@ -149,13 +149,7 @@ async fn only_the_leader_acts_and_a_follower_takes_over_when_it_is_killed() {
     wait_for_holder(&ns, "replica-a", Duration::from_secs(30)).await;
     let b = replica(&ns, "replica-b");
     // The follower is warm: connected, its cache synced, ready; it does not reconcile.
-    eventually(Duration::from_secs(30), || async {
-        match b.get("/readyz").await {
-            (200, _) => Ok(()),
-            (code, body) => Err(format!("{code} {body}")),
-        }
-    })
-    .await;
+    b.wait_ready(Duration::from_secs(30)).await;
     assert_eq!(b.metric("alert_triage_leader").await, Some(0.0));
     assert_eq!(a.metric("alert_triage_leader").await, Some(1.0));
 
@@ -215,13 +209,7 @@ async fn a_clean_shutdown_hands_the_lease_over_at_once() {
     let mut a = replica(&ns, "replica-a");
     wait_for_holder(&ns, "replica-a", Duration::from_secs(30)).await;
     let b = replica(&ns, "replica-b");
-    eventually(Duration::from_secs(30), || async {
-        match b.get("/readyz").await {
-            (200, _) => Ok(()),
-            (code, body) => Err(format!("{code} {body}")),
-        }
-    })
-    .await;
+    b.wait_ready(Duration::from_secs(30)).await;
 
     let status = std::process::Command::new("kill")
         .args(["-TERM", &a.pid().to_string()])

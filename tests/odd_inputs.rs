@@ -6,22 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::operator::{Operator, create_triage, wait_for_phase};
+use common::scenario::metering_triage;
 use common::{PodLog, TestNs, Workload};
-use serde_json::json;
 
 const DEPLOY: Duration = Duration::from_secs(90);
 const VERDICT: Duration = Duration::from_secs(120);
-
-fn triage(name: &str, app: &str) -> serde_json::Value {
-    json!({
-        "metadata": {"name": name},
-        "spec": {
-            "alert": {"name": "armada-cluster_error_metering_token_exchange", "labels": {"region": "us-south"}},
-            "target": {"selector": {"matchLabels": {"app": app}}},
-            "window": "1h"
-        }
-    })
-}
 
 const FAILURE: &str = "ErrorMeteringTokenExchangeFailure: IAM token exchange failure";
 const WRAPPED_429: &str = r#"Wrapped Errors: ["The IAM token exchange request failed. (429)"]"#;
@@ -51,7 +40,7 @@ async fn non_utf8_bytes_and_a_silent_container_are_handled() {
         None,
     )
     .await;
-    create_triage(&ns, triage("odd", "armada-cluster")).await;
+    create_triage(&ns, metering_triage("odd", "armada-cluster")).await;
 
     let t = wait_for_phase(
         &ns,
@@ -83,7 +72,7 @@ async fn a_pod_that_disappears_mid_gather_does_not_stop_the_triage() {
     }
     // Delete a pod with no grace while the triage starts: whichever way the race goes, the
     // triage must finish with a verdict rather than fail or hang.
-    create_triage(&ns, triage("vanish", "armada-cluster")).await;
+    create_triage(&ns, metering_triage("vanish", "armada-cluster")).await;
     ns.kubectl_ok(&[
         "delete",
         "pod",
@@ -129,7 +118,7 @@ async fn a_huge_log_is_cut_at_the_byte_limit_with_bounded_memory() {
     .expect("the attached log file")
     .len();
     assert!(log_bytes > 250_000_000, "the log is only {log_bytes} bytes");
-    create_triage(&ns, triage("huge", "armada-cluster")).await;
+    create_triage(&ns, metering_triage("huge", "armada-cluster")).await;
 
     let t = wait_for_phase(
         &ns,

@@ -10,6 +10,7 @@ use common::operator::{
     LEDGER, Operator, create_triage, events_for, events_with, give_app_logs, wait_for_phase,
     wait_for_triage,
 };
+use common::scenario::{metering_triage, network_failure};
 use common::{PodLog, TestNs, Workload, eventually};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -20,31 +21,11 @@ const DEPLOY: Duration = Duration::from_secs(90);
 const VERDICT: Duration = Duration::from_secs(60);
 const REMEDIATION: Duration = Duration::from_secs(90);
 
-fn network_failure() -> Vec<String> {
-    let mut lines = Vec::new();
-    for _ in 0..5 {
-        lines.push("ErrorMeteringTokenExchangeFailure: Failed to prepare OpenShift license metering  IAM token exchange failure".to_string());
-        lines.push(r#"Wrapped Errors: ["The IAM token exchange request failed.","Post \"https://iam.cloud.ibm.com/identity/token\": dial tcp 10.1.2.3:443: connect: connection refused"]"#.to_string());
-    }
-    lines
-}
-
 fn healthy() -> Vec<String> {
     vec![
         "Worker metering started".into(),
         "Worker metering stopped".into(),
     ]
-}
-
-fn triage_manifest(name: &str, app: &str) -> Value {
-    json!({
-        "metadata": {"name": name},
-        "spec": {
-            "alert": {"name": "armada-cluster_error_metering_token_exchange", "labels": {"region": "us-south"}},
-            "target": {"selector": {"matchLabels": {"app": app}}},
-            "window": "1h"
-        }
-    })
 }
 
 /// Pods of a scenario: their names and UIDs, in name order.
@@ -82,7 +63,7 @@ async fn live_pods(ns: &TestNs, app: &str) -> Vec<Pod> {
 async fn proposal_for_one_failing_pod(ns: &TestNs, dry_run: bool) -> (Vec<Pod>, Value) {
     let pods = ns.deploy(&Workload::new("web", 3), DEPLOY).await;
     give_app_logs(ns, &pods, vec![healthy(), network_failure(), healthy()]).await;
-    let mut manifest = triage_manifest("net", "web");
+    let mut manifest = metering_triage("net", "web");
     manifest["spec"]["dryRun"] = dry_run.into();
     create_triage(ns, manifest).await;
     let t = wait_for_phase(ns, "net", &["AwaitingApproval"], VERDICT).await;
@@ -394,7 +375,7 @@ async fn a_pod_replaced_under_the_same_name_is_not_touched() {
     ns.api().create(&PostParams::default(), &sts).await.unwrap();
     let pods = ns.wait_for_running_pods("app=db", 3, DEPLOY).await;
     give_app_logs(&ns, &pods, vec![healthy(), network_failure(), healthy()]).await;
-    create_triage(&ns, triage_manifest("net", "db")).await;
+    create_triage(&ns, metering_triage("net", "db")).await;
     let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
     assert_eq!(t["status"]["proposal"]["pod"], "db-1");
     // db-1 dies and the StatefulSet brings back a new pod with the same name.
@@ -434,7 +415,7 @@ async fn a_pod_without_a_replacing_controller_is_never_proposed() {
     }
     let pods = ns.wait_for_running_pods("app=bare", 3, DEPLOY).await;
     give_app_logs(&ns, &pods, vec![healthy(), network_failure(), healthy()]).await;
-    create_triage(&ns, triage_manifest("net", "bare")).await;
+    create_triage(&ns, metering_triage("net", "bare")).await;
     let t = wait_for_phase(&ns, "net", &["Escalated"], VERDICT).await;
     assert!(t["status"]["proposal"].is_null());
     assert_eq!(t["status"]["recommendation"]["action"], "Escalate");
@@ -548,7 +529,7 @@ async fn a_namespace_outside_the_operators_scope_is_not_acted_in() {
     let _op = Operator::start(&home, &[]);
     let pods = away.deploy(&Workload::new("web", 3), DEPLOY).await;
     give_app_logs(&away, &pods, vec![healthy(), network_failure(), healthy()]).await;
-    let mut manifest = triage_manifest("net", "web");
+    let mut manifest = metering_triage("net", "web");
     manifest["spec"]["target"]["namespace"] = away.name.clone().into();
     create_triage(&home, manifest).await;
     let t = wait_for_phase(&home, "net", &["Escalated"], VERDICT).await;
@@ -632,7 +613,7 @@ async fn budgets_and_cooldowns_survive_an_operator_restart() {
         )
         .await;
     }
-    create_triage(&ns, triage_manifest("again", "web")).await;
+    create_triage(&ns, metering_triage("again", "web")).await;
     let t = wait_for_phase(&ns, "again", &["Escalated"], VERDICT).await;
     assert!(t["status"]["proposal"].is_null());
     assert_eq!(condition(&t, "ActionRequired")["reason"], "CooldownActive");

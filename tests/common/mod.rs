@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod operator;
+pub mod scenario;
 
 use std::{
     collections::{BTreeMap, HashMap},

@@ -100,6 +100,17 @@ impl Operator {
     }
 
     /// GETs `path` from the operator's HTTP endpoints: status code and body.
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        eventually(timeout, || async {
+            match self.get("/readyz").await {
+                (200, _) => Ok(()),
+                (code, body) => Err(format!("{code} {body}")),
+            }
+        })
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let base = self.http_base().await;
