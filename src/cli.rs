@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::duration::parse as parse_duration;
 use crate::replay::ReplayArgs;
 
 #[derive(Parser, Debug)]
@@ -115,27 +116,9 @@ pub struct RunArgs {
     pub kubeconfig: Option<PathBuf>,
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: kube::core::Duration = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a duration like 30m or 1h: {e}"))?;
-    if d.is_negative() {
-        return Err(format!("{s:?} must not be negative"));
-    }
-    Ok(d.into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_like_go() {
-        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-5m").is_err());
-    }
 
     #[test]
     fn every_flag_has_an_env_var() {

@@ -20,7 +20,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::{debug, info, warn};
 
-use crate::cli::parse_duration;
+use crate::duration::parse as parse_duration;
 
 /// Leader election settings.
 #[derive(Args, Debug, Clone)]
@@ -241,7 +241,10 @@ impl Elector {
     }
 
     async fn renew(&mut self) -> Result<(), RenewError> {
-        let mut lease = self.held.clone().expect("renewing a lease we hold");
+        // Only a held lease is renewed; without one there is nothing of ours to keep.
+        let Some(mut lease) = self.held.clone() else {
+            return Err(RenewError::Taken("nobody (no lease is held)".into()));
+        };
         if let Some(spec) = lease.spec.as_mut() {
             spec.renew_time = Some(MicroTime(Timestamp::now()));
         }

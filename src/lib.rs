@@ -1,13 +1,15 @@
 //! alert-triage-operator: turns SRE runbooks into a Kubernetes controller.
 //!
-//! The pure core (runbooks, scanning, verdicts, redaction) has no I/O; `evidence` and
-//! `controller` hold the `kube::Client`.
+//! The pure core (runbooks, scanning, verdicts, redaction, the phase machine) has no I/O;
+//! `evidence` and `controller` hold the `kube::Client`; `runtime` wires the process together.
 #![forbid(unsafe_code)]
 
 pub mod action;
 pub mod cli;
 pub mod controller;
+mod crash;
 pub mod crd;
+pub mod duration;
 pub mod evidence;
 pub mod http;
 pub mod leader;
@@ -15,6 +17,7 @@ pub mod metrics;
 pub mod redact;
 pub mod replay;
 pub mod runbook;
+pub mod runtime;
 pub mod telemetry;
 
 use std::path::Path;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use alert_triage_operator::cli::{Cli, Command};
-use alert_triage_operator::{controller, crd, replay, telemetry};
+use alert_triage_operator::{crd, replay, runtime, telemetry};
 use clap::Parser;
 
 #[tokio::main]
@@ -27,5 +27,5 @@ async fn main() -> ExitCode {
 
 async fn run(args: alert_triage_operator::cli::RunArgs) -> anyhow::Result<()> {
     let client = alert_triage_operator::kube_client(args.kubeconfig.as_deref()).await?;
-    controller::run(client, &args).await
+    runtime::run(client, &args).await
 }

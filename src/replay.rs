@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::crd::{Alert, AlertTriageSpec};
+use crate::controller::phase;
+use crate::crd::{Alert, AlertTriageSpec, Phase};
 use crate::runbook::{
     AssessInput, Catalog, CompiledRunbook, EnvInfo, LogScanner, PodInput, RelatedInput,
     StreamFindings, Verdict,
@@ -61,6 +62,14 @@ struct Report<'a> {
     alert: &'a str,
     pods: Vec<PodReport<'a>>,
     related: Vec<RelatedReport<'a>>,
+    verdict: VerdictReport<'a>,
+}
+
+/// The verdict with the phase a triage would settle in (before any guardrail is consulted).
+#[derive(Serialize)]
+struct VerdictReport<'a> {
+    phase: Phase,
+    #[serde(flatten)]
     verdict: &'a Verdict,
 }
 
@@ -143,7 +152,10 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 matches: r.findings.failures(),
             })
             .collect(),
-        verdict: &verdict,
+        verdict: VerdictReport {
+            phase: phase::verdict_phase(verdict.recommendation.action),
+            verdict: &verdict,
+        },
     };
     match args.output {
         OutputFormat::Json => {
@@ -305,14 +317,14 @@ fn log_stem(path: &Path) -> Option<String> {
 }
 
 fn write_table(out: &mut dyn Write, title: &str, report: &Report) -> std::io::Result<()> {
-    let v = report.verdict;
+    let v = report.verdict.verdict;
     let c = &v.classification;
     let r = &v.recommendation;
     let dash = || "-".to_string();
     let rows = [
         ("Runbook", format!("{} ({title})", report.runbook)),
         ("Alert", report.alert.to_string()),
-        ("Phase", v.phase.as_str().to_string()),
+        ("Phase", report.verdict.phase.as_str().to_string()),
         ("Category", c.category.as_str().to_string()),
         (
             "HTTP status",

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::operator::{LEDGER, Operator, create_triage, wait_for_phase};
+use common::operator::{Operator, create_triage, run_args, wait_for_phase};
 use common::{PodLog, TestNs, Workload, eventually};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -21,18 +21,9 @@ const VERDICT: Duration = Duration::from_secs(60);
 
 /// Starts a replica named `identity` with leader election on short timings, as admin.
 fn replica(ns: &TestNs, identity: &str) -> Operator {
-    let ledger = format!("{}/{LEDGER}", ns.name);
-    let kubeconfig = ns.cluster.kubeconfig.to_string_lossy().into_owned();
-    let mut args = vec![
-        "run",
-        "--namespaces",
-        &ns.name,
-        "--ledger",
-        &ledger,
-        "--kubeconfig",
-        &kubeconfig,
-    ];
-    args.extend(lease_flags(ns));
+    let mut args = run_args(ns, &ns.cluster.kubeconfig);
+    args.extend(lease_flags(ns).into_iter().map(str::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Operator::start_raw(
         ns,
         &format!("{}-{identity}", ns.name),
@@ -272,18 +263,9 @@ async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() {
     ns.cluster
         .service_account_kubeconfig(&ns.name, "op", &kubeconfig)
         .await;
-    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
-    let ledger = format!("{}/{LEDGER}", ns.name);
-    let mut args = vec![
-        "run",
-        "--namespaces",
-        &ns.name,
-        "--ledger",
-        &ledger,
-        "--kubeconfig",
-        &kubeconfig,
-    ];
-    args.extend(lease_flags(&ns));
+    let mut args = run_args(&ns, &kubeconfig);
+    args.extend(lease_flags(&ns).into_iter().map(str::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut op = Operator::start_raw(&ns, &ns.name, &args, &[("POD_NAME", "replica-a")]);
     wait_for_holder(&ns, "replica-a", Duration::from_secs(30)).await;
 

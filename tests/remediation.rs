@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::operator::{
-    LEDGER, Operator, create_triage, events_for, events_with, give_app_logs, wait_for_phase,
-    wait_for_triage,
+    BIN, LEDGER, Operator, create_triage, events_for, events_with, give_app_logs, release_binary,
+    run_args, wait_for_phase, wait_for_triage,
 };
 use common::scenario::{metering_triage, network_failure};
 use common::{PodLog, TestNs, Workload, eventually};
@@ -671,4 +671,37 @@ async fn a_kill_right_after_the_eviction_call_never_evicts_again() {
 #[tokio::test]
 async fn a_kill_during_verification_finishes_the_record() {
     crash_at("during-verify").await;
+}
+
+/// Crash points exist only in test builds: the release binary has none, and a pause point
+/// named in its environment does not stop it.
+#[tokio::test]
+async fn the_release_binary_ignores_crash_points() {
+    let has = |bin: &std::path::Path, s: &str| {
+        let bytes = std::fs::read(bin).unwrap();
+        memchr::memmem::find(&bytes, s.as_bytes()).is_some()
+    };
+    let release = release_binary();
+    assert!(
+        has(std::path::Path::new(BIN), "ATO_PAUSE_AT"),
+        "the test build must carry the crash points, or this check proves nothing"
+    );
+    assert!(!has(&release, "ATO_PAUSE_AT"), "{}", release.display());
+
+    let ns = TestNs::new("rem-release").await;
+    let watcher = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    drop(watcher);
+    let args = run_args(&ns, &ns.cluster.kubeconfig);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let op = Operator::start_binary(
+        &release,
+        &ns,
+        &ns.name,
+        &args,
+        &[("ATO_PAUSE_AT", "after-intent")],
+    );
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    expect_remediated(&ns, &pods).await;
+    assert!(!op.output().contains("paused for a crash test"));
 }

@@ -53,10 +53,6 @@ impl Ledger {
             .max_by_key(|e| e.at)
     }
 
-    pub fn has_proposal(&self, proposal: &str) -> bool {
-        self.entries.iter().any(|e| e.proposal == proposal)
-    }
-
     /// Adds an entry and forgets the ones too old to matter.
     pub fn record(&mut self, entry: Entry) {
         let horizon = entry.at - KEEP;
@@ -176,7 +172,12 @@ mod tests {
             ledger.last_for("a").unwrap().at,
             "2026-01-02T12:00:00Z".parse::<Timestamp>().unwrap()
         );
-        assert!(ledger.has_proposal("p-2026-01-02T11:00:00Z"));
+        assert!(
+            ledger
+                .entries
+                .iter()
+                .any(|e| e.proposal == "p-2026-01-02T11:00:00Z")
+        );
         assert_eq!(
             ledger
                 .since("2026-01-02T11:30:00Z".parse().unwrap())

@@ -64,37 +64,117 @@ pub enum Refusal {
     },
 }
 
-impl Refusal {
+/// The kinds of [`Refusal`], by the reason shown in conditions and Events. Status records only
+/// the reason, so this is what a later reconcile reads back to know whether to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    NoProposal,
+    ProposalMismatch,
+    ProposalExpired,
+    NamespaceOutOfScope,
+    PodGone,
+    PodUidChanged,
+    PodNoLongerSelected,
+    NotOwnedByController,
+    NoLongerFailing,
+    MorePodsFailing,
+    NoReadySibling,
+    BudgetExhausted,
+    CooldownActive,
+}
+
+impl RefusalKind {
+    pub const ALL: [RefusalKind; 13] = [
+        RefusalKind::NoProposal,
+        RefusalKind::ProposalMismatch,
+        RefusalKind::ProposalExpired,
+        RefusalKind::NamespaceOutOfScope,
+        RefusalKind::PodGone,
+        RefusalKind::PodUidChanged,
+        RefusalKind::PodNoLongerSelected,
+        RefusalKind::NotOwnedByController,
+        RefusalKind::NoLongerFailing,
+        RefusalKind::MorePodsFailing,
+        RefusalKind::NoReadySibling,
+        RefusalKind::BudgetExhausted,
+        RefusalKind::CooldownActive,
+    ];
+
     /// The condition/Event reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Refusal::NoProposal => "NoProposal",
-            Refusal::ProposalMismatch { .. } => "ProposalMismatch",
-            Refusal::ProposalExpired { .. } => "ProposalExpired",
-            Refusal::NamespaceOutOfScope { .. } => "NamespaceOutOfScope",
-            Refusal::PodGone { .. } => "PodGone",
-            Refusal::PodUidChanged { .. } => "PodUIDChanged",
-            Refusal::PodNoLongerSelected { .. } => "PodNoLongerSelected",
-            Refusal::NotOwnedByController { .. } => "NotOwnedByController",
-            Refusal::NoLongerFailing { .. } => "NoLongerFailing",
-            Refusal::MorePodsFailing { .. } => "MorePodsFailing",
-            Refusal::NoReadySibling { .. } => "NoReadySibling",
-            Refusal::BudgetExhausted { .. } => "BudgetExhausted",
-            Refusal::CooldownActive { .. } => "CooldownActive",
+            RefusalKind::NoProposal => "NoProposal",
+            RefusalKind::ProposalMismatch => "ProposalMismatch",
+            RefusalKind::ProposalExpired => "ProposalExpired",
+            RefusalKind::NamespaceOutOfScope => "NamespaceOutOfScope",
+            RefusalKind::PodGone => "PodGone",
+            RefusalKind::PodUidChanged => "PodUIDChanged",
+            RefusalKind::PodNoLongerSelected => "PodNoLongerSelected",
+            RefusalKind::NotOwnedByController => "NotOwnedByController",
+            RefusalKind::NoLongerFailing => "NoLongerFailing",
+            RefusalKind::MorePodsFailing => "MorePodsFailing",
+            RefusalKind::NoReadySibling => "NoReadySibling",
+            RefusalKind::BudgetExhausted => "BudgetExhausted",
+            RefusalKind::CooldownActive => "CooldownActive",
         }
+    }
+
+    /// The kind whose reason is `reason`, if any.
+    pub fn from_reason(reason: &str) -> Option<RefusalKind> {
+        RefusalKind::ALL.into_iter().find(|k| k.as_str() == reason)
     }
 
     /// Whether the proposal can still be approved as it is once the situation changes (the
     /// triage keeps waiting), or is dead and needs a new triage.
-    pub fn keeps_proposal(&self) -> bool {
+    pub fn keeps_proposal(self) -> bool {
         matches!(
             self,
-            Refusal::ProposalMismatch { .. }
-                | Refusal::NamespaceOutOfScope { .. }
-                | Refusal::NoReadySibling { .. }
-                | Refusal::BudgetExhausted { .. }
-                | Refusal::CooldownActive { .. }
+            RefusalKind::ProposalMismatch
+                | RefusalKind::NamespaceOutOfScope
+                | RefusalKind::NoReadySibling
+                | RefusalKind::BudgetExhausted
+                | RefusalKind::CooldownActive
         )
+    }
+
+    /// Whether the refusal may clear by itself while the approval stands (a budget refills, a
+    /// cooldown ends, a sibling becomes Ready), so the approval is tried again later. The one
+    /// source of retry truth: a later reconcile reads the reason back from status.
+    pub fn is_transient(self) -> bool {
+        self.keeps_proposal() && self != RefusalKind::ProposalMismatch
+    }
+}
+
+impl Refusal {
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            Refusal::NoProposal => RefusalKind::NoProposal,
+            Refusal::ProposalMismatch { .. } => RefusalKind::ProposalMismatch,
+            Refusal::ProposalExpired { .. } => RefusalKind::ProposalExpired,
+            Refusal::NamespaceOutOfScope { .. } => RefusalKind::NamespaceOutOfScope,
+            Refusal::PodGone { .. } => RefusalKind::PodGone,
+            Refusal::PodUidChanged { .. } => RefusalKind::PodUidChanged,
+            Refusal::PodNoLongerSelected { .. } => RefusalKind::PodNoLongerSelected,
+            Refusal::NotOwnedByController { .. } => RefusalKind::NotOwnedByController,
+            Refusal::NoLongerFailing { .. } => RefusalKind::NoLongerFailing,
+            Refusal::MorePodsFailing { .. } => RefusalKind::MorePodsFailing,
+            Refusal::NoReadySibling { .. } => RefusalKind::NoReadySibling,
+            Refusal::BudgetExhausted { .. } => RefusalKind::BudgetExhausted,
+            Refusal::CooldownActive { .. } => RefusalKind::CooldownActive,
+        }
+    }
+
+    /// The condition/Event reason.
+    pub fn reason(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    pub fn keeps_proposal(&self) -> bool {
+        self.kind().keeps_proposal()
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.kind().is_transient()
     }
 
     pub fn message(&self) -> String {
@@ -248,6 +328,28 @@ mod tests {
             approve(Some(&approval("delete-pod-abc")), Some(&proposal()), at).unwrap_err();
         assert_eq!(refused.reason(), "ProposalExpired");
         assert!(!refused.keeps_proposal());
+    }
+
+    #[test]
+    fn every_reason_reads_back_as_its_kind() {
+        for kind in RefusalKind::ALL {
+            assert_eq!(RefusalKind::from_reason(kind.as_str()), Some(kind));
+        }
+        assert_eq!(RefusalKind::from_reason("Remediated"), None);
+        let transient: Vec<&str> = RefusalKind::ALL
+            .into_iter()
+            .filter(|k| k.is_transient())
+            .map(RefusalKind::as_str)
+            .collect();
+        assert_eq!(
+            transient,
+            [
+                "NamespaceOutOfScope",
+                "NoReadySibling",
+                "BudgetExhausted",
+                "CooldownActive"
+            ]
+        );
     }
 
     #[test]

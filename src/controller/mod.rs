@@ -1,27 +1,36 @@
 //! The AlertTriage controller: watches AlertTriages and triages each generation once.
+//!
+//! A reconcile reads the triage fresh, asks the pure phase machine (`phase`) what to do, and
+//! carries out that one step: `triage` (with `propose`), `remediate` or `verify`. Everything
+//! they write goes through `record`; what they read besides logs comes from `facts`.
 
-mod cache;
+pub mod cache;
+mod conditions;
+mod facts;
+pub mod phase;
+mod propose;
 mod reconcile;
+mod record;
 mod remediate;
-pub mod status;
+mod resolve;
+mod triage;
+mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::warn;
 
 use crate::action::Limits;
 use crate::cli::RunArgs;
 use crate::crd::AlertTriage;
-use crate::http::{self, Endpoints};
-use crate::leader::{Elector, LeaderArgs};
 use crate::metrics::Metrics;
 use crate::runbook::Catalog;
 
@@ -48,6 +57,16 @@ impl Error {
             Error::Evidence(_) => "evidence",
             Error::InfoConfigMap { .. } => "info_configmap",
             Error::Ledger(_) => "ledger",
+        }
+    }
+
+    /// How long to wait before trying again. A ledger write lost a race with another writer:
+    /// try again at once with a fresh read. The API server or a kubelet failed: give it time.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Error::Ledger(crate::action::LedgerError::Conflict(_)) => Duration::from_secs(1),
+            Error::Ledger(_) | Error::Kube(_) => Duration::from_secs(15),
+            Error::Evidence(_) | Error::InfoConfigMap { .. } => Duration::from_secs(30),
         }
     }
 }
@@ -129,6 +148,7 @@ fn ledger_location(flag: Option<&str>) -> (String, String) {
     }
 }
 
+/// What every reconcile shares.
 pub struct Context {
     pub client: Client,
     /// For the Eviction API only: without kube's automatic retries, whose backoff on HTTP 429
@@ -140,114 +160,13 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
 }
 
-/// Runs the controller until SIGTERM/SIGINT: serves /metrics, /healthz and /readyz, keeps the
-/// AlertTriage watch cache warm, and reconciles (while holding the lease, with leader election).
-pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
-    let identity = args.leader.identity();
-    let reporter = Reporter {
-        controller: MANAGER.to_string(),
-        instance: Some(identity.clone()),
-    };
-    let apis: Vec<Api<AlertTriage>> = if args.namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        args.namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
-    };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(
-        signal(SignalKind::terminate())?,
-        shutdown.clone(),
-    ));
-    let cache = cache::WarmCache::start(&apis);
-    let metrics = Arc::new(Metrics::new(cache.awaiting_approval()));
-    let server = http::serve(
-        args.http.http_address,
-        Endpoints {
-            metrics: metrics.clone(),
-            ready: cache.ready(),
-        },
-        shutdown.clone(),
-    )
-    .await?;
-    let mut eviction_config = crate::kube_config(args.kubeconfig.as_deref()).await?;
-    eviction_config.default_retry = false;
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        eviction_client: Client::try_from(eviction_config)?,
-        recorder: Recorder::new(client.clone(), reporter),
-        config: Config::from(args),
-        catalog: Catalog::builtin(),
-        metrics,
-    });
-    info!(namespaces = ?args.namespaces, identity, "starting the AlertTriage controller");
-    let result = if args.leader.enabled {
-        lead(client, &args.leader, identity, ctx, apis, &shutdown).await
-    } else {
-        ctx.metrics.set_leader(true);
-        reconcile_until(ctx, apis, &shutdown).await;
-        Ok(())
-    };
-    shutdown.cancel();
-    server.await??;
-    info!("controller stopped");
-    result
-}
-
-async fn cancel_on_signal(mut terminate: tokio::signal::unix::Signal, shutdown: CancellationToken) {
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    info!("shutting down: finishing the reconciles in flight");
-    shutdown.cancel();
-}
-
-/// Waits for the lease, then reconciles while holding it. Losing the lease stops every
-/// reconcile at once (they are dropped, not drained) and fails the process: the renew deadline
-/// is shorter than the lease duration, so this happens before another replica may take over.
-async fn lead(
-    client: Client,
-    args: &LeaderArgs,
-    identity: String,
-    ctx: Arc<Context>,
-    apis: Vec<Api<AlertTriage>>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let mut elector = Elector::new(client, args, identity)?;
-    tokio::select! {
-        () = shutdown.cancelled() => return Ok(()),
-        () = elector.acquire() => {}
-    }
-    ctx.metrics.set_leader(true);
-    let outcome = tokio::select! {
-        biased;
-        lost = elector.hold() => {
-            error!(%lost, "lost the leader lease; stopped reconciling");
-            Err(anyhow::anyhow!("lost the leader lease: {lost}"))
-        }
-        () = reconcile_until(ctx.clone(), apis, shutdown) => Ok(()),
-    };
-    ctx.metrics.set_leader(false);
-    if outcome.is_ok() {
-        elector.release().await;
-    }
-    outcome
-}
-
 /// Runs one controller per watched namespace (or one for all) until `shutdown`, then lets the
 /// reconciles in flight finish.
-async fn reconcile_until(
-    ctx: Arc<Context>,
-    apis: Vec<Api<AlertTriage>>,
-    shutdown: &CancellationToken,
-) {
+pub async fn run(ctx: Arc<Context>, apis: Vec<Api<AlertTriage>>, shutdown: &CancellationToken) {
     let controllers = apis.into_iter().map(|api| {
         Controller::new(api, watcher::Config::default().any_semantic())
             .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-            .run(measured, reconcile::error_policy, ctx.clone())
+            .run(measured, error_policy, ctx.clone())
             .for_each(|res| async move {
                 match res {
                     Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
@@ -269,8 +188,22 @@ async fn measured(obj: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Action, Er
     result
 }
 
-/// Requeue after a transient error, with a little backoff.
-pub(crate) fn retry_after(err: &Error) -> Action {
+/// After a failed reconcile: a Warning Event on the triage says why, and the retry waits as
+/// long as the error's category suggests.
+fn error_policy(obj: Arc<AlertTriage>, err: &Error, ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "will retry");
-    Action::requeue(Duration::from_secs(15))
+    let message = err.to_string();
+    let category = err.category();
+    tokio::spawn(async move {
+        record::reconcile_error(&ctx, &obj, category, &message).await;
+    });
+    Action::requeue(err.retry_after())
+}
+
+/// Requeues a second after `t` (so the deadline has passed when the reconcile runs).
+fn requeue_until(t: Timestamp, now: Timestamp) -> Action {
+    Action::requeue(
+        Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO)
+            + Duration::from_secs(1),
+    )
 }

@@ -17,9 +17,6 @@ use serde::{Deserialize, Serialize};
 
 pub use selector::{SelectorOperator, SelectorRequirement, TargetSelector};
 
-pub const GROUP: &str = "triage.dev";
-pub const VERSION: &str = "v1alpha1";
-
 /// An alert to triage: the controller gathers evidence for it, applies a runbook and records the
 /// verdict in status. It may delete one pod, and only after a human approves that exact proposal.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -455,7 +452,7 @@ pub struct Notification {
 #[serde(rename_all = "camelCase")]
 pub struct Remediation {
     /// `EvictPod`, or `DeletePod` when plain deletion is configured.
-    pub action: String,
+    pub action: RemediationAction,
     /// The approved proposal's id.
     pub proposal: String,
     pub pod: String,
@@ -475,9 +472,51 @@ pub struct Remediation {
     pub finished_at: Option<Time>,
     /// `InProgress`, `Blocked` (a PodDisruptionBudget said not now), `Succeeded`, `Failed`, or
     /// `DryRun` (what would have been done).
-    pub outcome: String,
+    pub outcome: RemediationOutcome,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+}
+
+/// How a pod is removed.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RemediationAction {
+    /// Through the Eviction API, which honours PodDisruptionBudgets.
+    #[default]
+    EvictPod,
+    /// A plain delete, when the operator is configured for it.
+    DeletePod,
+}
+
+impl RemediationAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemediationAction::EvictPod => "EvictPod",
+            RemediationAction::DeletePod => "DeletePod",
+        }
+    }
+}
+
+/// Where a remediation stands or how it ended.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RemediationOutcome {
+    #[default]
+    InProgress,
+    Blocked,
+    Succeeded,
+    Failed,
+    DryRun,
+}
+
+impl RemediationOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemediationOutcome::InProgress => "InProgress",
+            RemediationOutcome::Blocked => "Blocked",
+            RemediationOutcome::Succeeded => "Succeeded",
+            RemediationOutcome::Failed => "Failed",
+            RemediationOutcome::DryRun => "DryRun",
+        }
+    }
 }
 
 fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -13,7 +13,6 @@ pub struct PodFacts {
     pub owner: Option<String>,
     pub waiting_reason: Option<String>,
     pub last_termination: Option<String>,
-    pub deleting: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +53,6 @@ impl PodFacts {
                 .map(|r| format!("{}/{}", r.kind, r.name)),
             waiting_reason,
             last_termination,
-            deleting: pod.metadata.deletion_timestamp.is_some(),
         }
     }
 }

@@ -140,8 +140,7 @@ mod tests {
 
         assert_eq!(metering.default_window(), Duration::from_secs(3600));
         assert_eq!(metering.title(), "Metering IAM Token Exchange Failures");
-        assert!(!metering.needs_env_info());
-        assert!(orchestrator.needs_env_info());
+        assert!(metering.env_info_spec().is_none());
         let env = orchestrator.env_info_spec().unwrap();
         assert_eq!(
             (

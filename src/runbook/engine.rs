@@ -1,5 +1,6 @@
-//! The verdict: from what the pods' logs showed to a phase, a classification and a
-//! recommendation, by the runbook's category rules.
+//! The verdict: from what the pods' logs showed to a classification and a recommendation, by
+//! the runbook's category rules. Which phase a verdict puts a triage in is the controller's
+//! phase machine's call, not the runbook's.
 //!
 //! Precedence is the order of the runbook's `categories`: the verdict is the first category
 //! that any record has, whatever the counts, and the other categories seen are named in the
@@ -23,7 +24,7 @@ use super::model::{CategoryRule, EnvInfoSpec, Outcome, Runbook};
 use super::scan::{LogScanner, Matchers, StreamFindings};
 use super::template;
 use crate::crd::{
-    Action, Alert, ApiKeyRotation, Category, Classification, Intermittency, Notification, Phase,
+    Action, Alert, ApiKeyRotation, Category, Classification, Intermittency, Notification,
     Recommendation, RelatedService, Scope,
 };
 
@@ -79,7 +80,6 @@ pub struct AssessInput {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
-    pub phase: Phase,
     pub classification: Classification,
     pub recommendation: Recommendation,
     /// The pod to propose deleting; only with the `DeletePod` action.
@@ -260,7 +260,6 @@ impl CompiledRunbook {
             reason: self.classification_reason(input, &total, category, http_status, failing.len()),
         };
         Verdict {
-            phase: phase_for(outcome.action),
             classification,
             recommendation,
             delete_candidate: candidate
@@ -341,7 +340,6 @@ impl CompiledRunbook {
             )
         };
         Verdict {
-            phase: Phase::NoAction,
             classification: Classification {
                 category: Category::NoEvidence,
                 http_status: None,
@@ -591,15 +589,6 @@ fn pick_status(
         .map(|(s, _)| *s)
 }
 
-fn phase_for(action: Action) -> Phase {
-    match action {
-        Action::DeletePod => Phase::AwaitingApproval,
-        Action::RecordApiKeyRotation => Phase::ApiKeyRotationRequired,
-        Action::Escalate => Phase::Escalated,
-        Action::None => Phase::NoAction,
-    }
-}
-
 fn show_time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -726,7 +715,7 @@ mod tests {
                 vec![pod(&c, "p1", true, &[RATE, NET, AUTH, OTHER, RATE])],
             ),
         );
-        assert_eq!(v.phase, Phase::ApiKeyRotationRequired);
+        assert_eq!(v.recommendation.action, Action::RecordApiKeyRotation);
         assert_eq!(v.classification.category, Category::AuthFailure);
         assert_eq!(v.classification.http_status, Some(401));
         assert_eq!(
@@ -841,12 +830,12 @@ mod tests {
             assert_eq!(v.recommendation.action, action, "{name}");
             assert_eq!(v.classification.scope, scope, "{name}");
             assert_eq!(v.delete_candidate.as_deref(), candidate, "{name}");
-            let phase = if candidate.is_some() {
-                Phase::AwaitingApproval
+            let outcome = if candidate.is_some() {
+                Action::DeletePod
             } else {
-                Phase::Escalated
+                Action::Escalate
             };
-            assert_eq!(v.phase, phase, "{name}");
+            assert_eq!(v.recommendation.action, outcome, "{name}");
         }
     }
 
@@ -937,7 +926,7 @@ mod tests {
         let a = metering_alert();
         let c = compile(&a);
         let none = assess(&c, &input(a.clone(), vec![]));
-        assert_eq!(none.phase, Phase::NoAction);
+        assert_eq!(none.recommendation.action, Action::None);
         assert_eq!(none.classification.category, Category::NoEvidence);
         assert_eq!(none.classification.scope, Scope::NoPods);
         assert_eq!(none.recommendation.action, Action::None);
@@ -972,7 +961,7 @@ mod tests {
             "ConfigMap armada/armada-info",
         );
         let v = assess(&c, &i);
-        assert_eq!(v.phase, Phase::ApiKeyRotationRequired);
+        assert_eq!(v.recommendation.action, Action::RecordApiKeyRotation);
         assert_eq!(v.classification.category, Category::ClientIdNotAuthorized);
         assert_eq!(v.classification.http_status, Some(403));
         let r = v.api_key_rotation.unwrap();
@@ -1033,7 +1022,7 @@ mod tests {
                 )],
             ),
         );
-        assert_eq!(v.phase, Phase::Escalated);
+        assert_eq!(v.recommendation.action, Action::Escalate);
         assert_eq!(v.classification.category, Category::Unclassified);
         assert_eq!(v.classification.http_status, Some(500));
         assert_eq!(v.recommendation.team.as_deref(), Some("troutbridge"));

@@ -228,11 +228,6 @@ impl Runbook {
         })
     }
 
-    /// Whether the verdict needs the environment's info ConfigMap (see [`Runbook::env_info_spec`]).
-    pub fn needs_env_info(&self) -> bool {
-        self.env_info.is_some()
-    }
-
     /// The ConfigMap and keys to read for [`super::EnvInfo`].
     pub fn env_info_spec(&self) -> Option<&EnvInfoSpec> {
         self.env_info.as_ref()

@@ -15,6 +15,38 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_alert-triage-operator");
 /// The name of the deletion ledger ConfigMap in each test's namespace.
 pub const LEDGER: &str = "ledger";
 
+/// The release build of the operator, which `scripts/test.sh` builds and names in
+/// `ATO_RELEASE_BIN`; a test that needs it fails when it is missing.
+pub fn release_binary() -> PathBuf {
+    let path = std::env::var_os("ATO_RELEASE_BIN").map(PathBuf::from).expect(
+        "ATO_RELEASE_BIN is not set: run scripts/test.sh, or `cargo build --release` and set it",
+    );
+    assert!(
+        path.is_file(),
+        "ATO_RELEASE_BIN={} is not a file",
+        path.display()
+    );
+    path
+}
+
+/// The arguments of every test operator: `run`, watching only `ns`, with a deletion ledger of
+/// its own there (so budgets do not leak between tests), as the identity in `kubeconfig`.
+pub fn run_args(ns: &TestNs, kubeconfig: &Path) -> Vec<String> {
+    let ledger = format!("{}/{LEDGER}", ns.name);
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+    [
+        "run",
+        "--namespaces",
+        &ns.name,
+        "--ledger",
+        &ledger,
+        "--kubeconfig",
+        &kubeconfig,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// A running operator; killed when dropped.
 pub struct Operator {
     child: Child,
@@ -31,18 +63,26 @@ impl Operator {
 
     /// Like [`Operator::start`], with extra environment variables (e.g. `ATO_PAUSE_AT`).
     pub fn start_with_env(ns: &TestNs, extra: &[&str], env: &[(&str, &str)]) -> Operator {
-        let ledger = format!("{}/{LEDGER}", ns.name);
-        let kubeconfig = ns.cluster.kubeconfig.to_string_lossy().into_owned();
-        let mut args = vec!["run", "--namespaces", &ns.name];
-        // Each test keeps its own deletion ledger, so budgets do not leak between tests.
-        args.extend(["--ledger", &ledger, "--kubeconfig", &kubeconfig]);
-        args.extend_from_slice(extra);
+        let mut args = run_args(ns, &ns.cluster.kubeconfig);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Operator::start_raw(ns, &ns.name, &args, env)
     }
 
     /// Starts `alert-triage-operator --log-format json ARGS` with nothing else added but a free
     /// port for its HTTP endpoints, logging to `<log_name>.log` (appended).
     pub fn start_raw(ns: &TestNs, log_name: &str, args: &[&str], env: &[(&str, &str)]) -> Operator {
+        Operator::start_binary(Path::new(BIN), ns, log_name, args, env)
+    }
+
+    /// Like [`Operator::start_raw`], running the binary at `bin` (e.g. the release build).
+    pub fn start_binary(
+        bin: &Path,
+        ns: &TestNs,
+        log_name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         ns.cluster.install_crds();
         let dir = std::env::temp_dir().join("ato-operator-logs");
         std::fs::create_dir_all(&dir).expect("log folder");
@@ -54,7 +94,7 @@ impl Operator {
             .expect("operator log file");
         let err = out.try_clone().expect("operator log file");
         let log_from = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
-        let child = Command::new(BIN)
+        let child = Command::new(bin)
             .args(["--log-format", "json"])
             .args(args)
             // Tests run many operators side by side: each serves on a port of its own.

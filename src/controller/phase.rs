@@ -1,0 +1,371 @@
+//! The phase machine. [`next`] decides what a reconcile does with a triage as read, and
+//! [`after`] which phase each outcome leaves it in. Both are pure: no I/O and no clock read
+//! inside, so every combination is tested from a table below; the step files only carry out
+//! what was decided here.
+
+use jiff::Timestamp;
+
+use crate::action::RefusalKind;
+use crate::crd::{Action, AlertTriage, AlertTriageStatus, Phase};
+
+use super::conditions::REMEDIATED;
+
+/// What a reconcile does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Triage this generation from scratch: gather, assess, propose.
+    Triage,
+    /// A proposal waits for approval; nothing to do before it expires.
+    AwaitApproval { expires_at: Timestamp },
+    /// Check the approval against the proposal, re-check the guardrails and act.
+    Act,
+    /// An intent is recorded and the eviction not yet confirmed: carry on from the intent.
+    Resume,
+    /// The eviction was accepted: judge the replacement.
+    Verify,
+    /// The proposal waited past its expiry without an approval.
+    Expire,
+    /// This generation is settled; nothing happens until the spec changes.
+    Done,
+}
+
+/// The next step for `obj` as read at `now`.
+pub fn next(obj: &AlertTriage, now: Timestamp) -> Step {
+    let default = AlertTriageStatus::default();
+    let status = obj.status.as_ref().unwrap_or(&default);
+    let generation = obj.metadata.generation.unwrap_or_default();
+    let approved = obj.spec.approval.is_some();
+    if status.phase == Some(Phase::Remediating) {
+        // An action under way is finished whatever happened to the spec meanwhile.
+        return match &status.remediation {
+            Some(r) if r.evicted_at.is_some() => Step::Verify,
+            Some(_) => Step::Resume,
+            None => Step::Done,
+        };
+    }
+    let waiting = status.phase == Some(Phase::AwaitingApproval);
+    if status.observed_generation == Some(generation) {
+        if let (true, Some(p)) = (waiting, &status.proposal) {
+            if now >= p.expires_at.0 {
+                return Step::Expire;
+            }
+            if approved && refused_transiently(status) {
+                return Step::Act;
+            }
+        }
+        return match status.phase {
+            // A triage that was interrupted while gathering is triaged again.
+            None | Some(Phase::Pending) | Some(Phase::Gathering) => Step::Triage,
+            Some(Phase::AwaitingApproval) => match &status.proposal {
+                Some(p) => Step::AwaitApproval {
+                    expires_at: p.expires_at.0,
+                },
+                None => Step::Done,
+            },
+            Some(_) => Step::Done,
+        };
+    }
+    if waiting && approved && status.proposal.is_some() {
+        // An approval is a spec change: it acts on the proposal instead of triaging again.
+        return Step::Act;
+    }
+    Step::Triage
+}
+
+/// Whether the last approval attempt was refused for a reason that may clear by itself.
+fn refused_transiently(status: &AlertTriageStatus) -> bool {
+    status.conditions.iter().any(|c| {
+        c.type_ == REMEDIATED
+            && c.status == "False"
+            && RefusalKind::from_reason(&c.reason).is_some_and(RefusalKind::is_transient)
+    })
+}
+
+/// What a step ended with, for [`after`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Evidence is being gathered for a new generation.
+    Gathering,
+    /// The runbook's verdict; `proposed` when its deletion passed the guardrails and waits
+    /// for approval.
+    Triaged { action: Action, proposed: bool },
+    /// The spec cannot be triaged as it is (unknown runbook, no selector, ...).
+    Unworkable,
+    /// A guardrail or the approval check said no while in phase `from`.
+    Refused {
+        kind: RefusalKind,
+        from: Option<Phase>,
+    },
+    /// An approved action was planned and recorded, not done.
+    DryRun,
+    /// The intent to act is recorded; the action follows.
+    IntentRecorded,
+    /// The remediation ended.
+    Finished { succeeded: bool },
+}
+
+/// The phase a triage is in after `outcome`.
+pub fn after(outcome: Outcome) -> Phase {
+    match outcome {
+        Outcome::Gathering => Phase::Gathering,
+        // A deletion the guardrails already refuse is not proposed: a person takes over.
+        Outcome::Triaged {
+            action: Action::DeletePod,
+            proposed: false,
+        } => Phase::Escalated,
+        Outcome::Triaged { action, .. } => verdict_phase(action),
+        Outcome::Unworkable | Outcome::DryRun => Phase::NoAction,
+        Outcome::Refused { kind, from } if kind.keeps_proposal() => from.unwrap_or(Phase::NoAction),
+        Outcome::Refused { .. } => Phase::NoAction,
+        Outcome::IntentRecorded => Phase::Remediating,
+        Outcome::Finished { succeeded: true } => Phase::Remediated,
+        Outcome::Finished { succeeded: false } => Phase::RemediationFailed,
+    }
+}
+
+/// The phase a runbook's recommended action leads to before any guardrail is consulted (what
+/// `replay` reports offline).
+pub fn verdict_phase(action: Action) -> Phase {
+    match action {
+        Action::DeletePod => Phase::AwaitingApproval,
+        Action::RecordApiKeyRotation => Phase::ApiKeyRotationRequired,
+        Action::Escalate => Phase::Escalated,
+        Action::None => Phase::NoAction,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{Approval, Proposal, Remediation};
+    use jiff::SignedDuration;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[rustfmt::skip]
+    const ALL_PHASES: [Option<Phase>; 10] = [
+        None, Some(Phase::Pending), Some(Phase::Gathering), Some(Phase::AwaitingApproval),
+        Some(Phase::Remediating), Some(Phase::Remediated), Some(Phase::RemediationFailed),
+        Some(Phase::ApiKeyRotationRequired), Some(Phase::Escalated), Some(Phase::NoAction),
+    ];
+
+    fn now() -> Timestamp {
+        "2026-11-21T12:00:00Z".parse().unwrap()
+    }
+
+    /// The proposal in status, relative to now.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Prop {
+        None,
+        Live,
+        Expired,
+    }
+
+    /// What status says about a remediation.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Rem {
+        None,
+        Intent,
+        Evicted,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    struct Case {
+        phase: Option<Phase>,
+        spec_changed: bool,
+        approved: bool,
+        proposal: Prop,
+        remediation: Rem,
+        transient_refusal: bool,
+    }
+
+    fn triage(c: Case) -> AlertTriage {
+        let expires_at = match c.proposal {
+            Prop::Expired => now() - SignedDuration::from_secs(1),
+            _ => now() + SignedDuration::from_mins(10),
+        };
+        let refusal = if c.transient_refusal {
+            "NoReadySibling"
+        } else {
+            "PodGone"
+        };
+        let object = serde_json::json!({
+            "apiVersion": "triage.dev/v1alpha1", "kind": "AlertTriage",
+            "metadata": {"name": "t", "generation": if c.spec_changed { 3 } else { 2 }},
+            "spec": {"alert": {"name": "a"}},
+            "status": {
+                "observedGeneration": 2,
+                "conditions": [{"type": REMEDIATED, "status": "False", "reason": refusal,
+                    "message": "", "lastTransitionTime": now().to_string()}],
+            },
+        });
+        let mut t: AlertTriage = serde_json::from_value(object).unwrap();
+        t.spec.approval = c.approved.then(|| Approval {
+            proposal: "delete-pod-1".into(),
+            approved_by: "alice".into(),
+        });
+        let status = t.status.as_mut().unwrap();
+        status.phase = c.phase;
+        status.proposal = (c.proposal != Prop::None).then(|| Proposal {
+            id: "delete-pod-1".into(),
+            action: Action::DeletePod,
+            pod: "p".into(),
+            pod_uid: "u".into(),
+            expires_at: Time(expires_at),
+        });
+        status.remediation = (c.remediation != Rem::None).then(|| Remediation {
+            evicted_at: (c.remediation == Rem::Evicted).then(|| Time(now())),
+            ..Remediation::default()
+        });
+        t
+    }
+
+    /// A row of the table: `None` matches anything.
+    type Row = (
+        Option<&'static [Option<Phase>]>,
+        Option<bool>,
+        Option<bool>,
+        Option<Prop>,
+        Option<Rem>,
+        Option<bool>,
+        Step,
+    );
+
+    const UNSETTLED: &[Option<Phase>] = &[None, Some(Phase::Pending), Some(Phase::Gathering)];
+    const REMEDIATING: &[Option<Phase>] = &[Some(Phase::Remediating)];
+    const WAITING: &[Option<Phase>] = &[Some(Phase::AwaitingApproval)];
+
+    /// The decision table, first matching row wins. Read top to bottom it is the policy: an
+    /// action under way always continues; a settled generation stays settled except for expiry
+    /// and retries; an approval of a waiting proposal acts; anything else triages. Columns:
+    /// the row's comment.
+    fn table() -> Vec<Row> {
+        let wait = Step::AwaitApproval {
+            expires_at: now() + SignedDuration::from_mins(10),
+        };
+        let (t, f, w, r) = (Some(true), Some(false), Some(WAITING), Some(REMEDIATING));
+        #[rustfmt::skip]
+        let rows = vec![
+            // phase, spec changed, approved, proposal, remediation, transient refusal -> step
+            (r,    None, None, None,                Some(Rem::Evicted), None, Step::Verify),
+            (r,    None, None, None,                Some(Rem::Intent),  None, Step::Resume),
+            (r,    None, None, None,                None,               None, Step::Done),
+            (w,    f,    None, Some(Prop::Expired), None,               None, Step::Expire),
+            (w,    f,    t,    Some(Prop::Live),    None,               t,    Step::Act),
+            (w,    f,    None, Some(Prop::Live),    None,               None, wait),
+            (Some(UNSETTLED), f, None, None,        None,               None, Step::Triage),
+            (None, f,    None, None,                None,               None, Step::Done),
+            (w,    t,    t,    Some(Prop::Live),    None,               None, Step::Act),
+            (w,    t,    t,    Some(Prop::Expired), None,               None, Step::Act),
+            (None, None, None, None,                None,               None, Step::Triage),
+        ];
+        rows
+    }
+
+    fn matches(row: &Row, c: &Case) -> bool {
+        let (phase, changed, approved, proposal, remediation, transient, _) = *row;
+        phase.is_none_or(|p| p.contains(&c.phase))
+            && changed.is_none_or(|v| v == c.spec_changed)
+            && approved.is_none_or(|v| v == c.approved)
+            && proposal.is_none_or(|v| v == c.proposal)
+            && remediation.is_none_or(|v| v == c.remediation)
+            && transient.is_none_or(|v| v == c.transient_refusal)
+    }
+
+    fn every_case() -> Vec<Case> {
+        let mut cases = Vec::new();
+        for phase in ALL_PHASES {
+            for spec_changed in [false, true] {
+                for approved in [false, true] {
+                    for proposal in [Prop::None, Prop::Live, Prop::Expired] {
+                        for remediation in [Rem::None, Rem::Intent, Rem::Evicted] {
+                            for transient_refusal in [false, true] {
+                                cases.push(Case {
+                                    phase,
+                                    spec_changed,
+                                    approved,
+                                    proposal,
+                                    remediation,
+                                    transient_refusal,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cases
+    }
+
+    #[test]
+    fn every_combination_follows_the_table() {
+        let table = table();
+        let cases = every_case();
+        assert_eq!(cases.len(), 10 * 2 * 2 * 3 * 3 * 2);
+        for c in cases {
+            let row = table.iter().find(|r| matches(r, &c)).expect("a last row");
+            assert_eq!(next(&triage(c), now()), row.6, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_acts_without_an_approval_of_a_waiting_proposal() {
+        for c in every_case() {
+            if next(&triage(c), now()) == Step::Act {
+                assert!(c.approved, "{c:?}");
+                assert_eq!(c.phase, Some(Phase::AwaitingApproval), "{c:?}");
+                assert_ne!(c.proposal, Prop::None, "{c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_remediation_under_way_is_never_triaged_again() {
+        for c in every_case()
+            .into_iter()
+            .filter(|c| c.phase == Some(Phase::Remediating))
+        {
+            assert!(
+                matches!(
+                    next(&triage(c), now()),
+                    Step::Resume | Step::Verify | Step::Done
+                ),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn outcomes_lead_to_their_phases() {
+        use Outcome::*;
+        let triaged = |action, proposed| Triaged { action, proposed };
+        let refused = |kind| Refused {
+            kind,
+            from: Some(Phase::AwaitingApproval),
+        };
+        let cases = [
+            (Gathering, Phase::Gathering),
+            (triaged(Action::DeletePod, true), Phase::AwaitingApproval),
+            (triaged(Action::DeletePod, false), Phase::Escalated),
+            (
+                triaged(Action::RecordApiKeyRotation, false),
+                Phase::ApiKeyRotationRequired,
+            ),
+            (triaged(Action::Escalate, false), Phase::Escalated),
+            (triaged(Action::None, false), Phase::NoAction),
+            (Unworkable, Phase::NoAction),
+            (DryRun, Phase::NoAction),
+            (IntentRecorded, Phase::Remediating),
+            (Finished { succeeded: true }, Phase::Remediated),
+            (Finished { succeeded: false }, Phase::RemediationFailed),
+            (
+                refused(RefusalKind::NoReadySibling),
+                Phase::AwaitingApproval,
+            ),
+            (refused(RefusalKind::ProposalExpired), Phase::NoAction),
+            (refused(RefusalKind::PodGone), Phase::NoAction),
+        ];
+        for (outcome, phase) in cases {
+            assert_eq!(after(outcome), phase, "{outcome:?}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! After the eviction: a replacement must become Ready, stay Ready for a while, and its logs
+//! must not show the signature. Then the remediation's outcome is recorded.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use super::conditions::set_remediation;
+use super::phase::{self, Outcome};
+use super::record::{Note, Record};
+use super::resolve::{Resolved, resolve};
+use super::{Context, Error};
+use crate::crash;
+use crate::crd::{AlertTriage, AlertTriageStatus, RemediationOutcome};
+use crate::evidence::{self, is_ready};
+
+const POLL: Duration = Duration::from_secs(3);
+/// The `action` label of the actions metric, whichever API removes the pod.
+pub(super) const ACTION_LABEL: &str = "DeletePod";
+
+/// Phase `Remediating` after the eviction was accepted, whatever the generation.
+pub async fn check_replacement(
+    obj: &AlertTriage,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let record = Record::new(ctx, obj);
+    let status = obj.status.clone().unwrap_or_default();
+    match resolve(obj, ctx) {
+        Ok(resolved) => verify(&record, obj, ctx, &resolved, status, now).await,
+        Err(u) => {
+            let reason = format!("the triage can no longer be resolved: {}", u.message);
+            finish(&record, ctx, status, false, &reason, None, now).await
+        }
+    }
+}
+
+/// Looks for a Ready replacement and judges it once it has settled.
+pub async fn verify(
+    record: &Record<'_>,
+    obj: &AlertTriage,
+    ctx: &Context,
+    resolved: &Resolved,
+    status: AlertTriageStatus,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    crash::point("during-verify").await;
+    let Some(remediation) = status.remediation.clone() else {
+        return Ok(Action::await_change());
+    };
+    let evicted_at = remediation.evicted_at.as_ref().map_or(now, |t| t.0);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &resolved.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&resolved.selector.to_query()))
+        .await?;
+    // A replacement is a pod the evicted one's controller created after the eviction.
+    let slack = SignedDuration::from_secs(2);
+    let mut replacements: Vec<Pod> = list
+        .items
+        .into_iter()
+        .filter(|p| p.uid().as_deref() != Some(remediation.pod_uid.as_str()))
+        .filter(|p| {
+            p.metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| t.0 + slack >= evicted_at)
+        })
+        .filter(is_ready)
+        .collect();
+    replacements.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let Some(replacement) = replacements.into_iter().next() else {
+        let deadline = evicted_at
+            + SignedDuration::try_from(ctx.config.verify_timeout).unwrap_or(SignedDuration::MAX);
+        if now >= deadline {
+            let reason = format!(
+                "no replacement pod became Ready within {}s of the eviction",
+                ctx.config.verify_timeout.as_secs()
+            );
+            return finish(record, ctx, status, false, &reason, None, now).await;
+        }
+        return Ok(Action::requeue(POLL));
+    };
+    let name = replacement.name_any();
+    let ready_since = ready_since(&replacement).unwrap_or(now);
+    let settled_at = ready_since
+        + SignedDuration::try_from(ctx.config.verify_settle).unwrap_or(SignedDuration::MAX);
+    if now < settled_at {
+        // Ready is not yet well: watch the replacement a while before judging it.
+        if remediation.replacement.as_deref() != Some(name.as_str()) {
+            let mut status = status;
+            if let Some(r) = status.remediation.as_mut() {
+                r.replacement = Some(name.clone());
+                r.message = format!(
+                    "replacement pod {name} is Ready; checking its logs for the signature at {settled_at}"
+                );
+            }
+            record.write(status, None).await?;
+        }
+        let wait = Duration::try_from(settled_at.duration_since(now)).unwrap_or(POLL);
+        return Ok(Action::requeue(wait.min(POLL)));
+    }
+    let mut plan = resolved.plan(obj, ctx, now);
+    plan.since = replacement
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(evicted_at, |t| t.0);
+    let scanned = evidence::scan_one(&ctx.client, &plan, replacement, &resolved.compiled).await;
+    ctx.metrics.log_bytes(scanned.findings.bytes);
+    let failures = scanned.findings.failures();
+    if failures > 0 {
+        let reason = format!(
+            "replacement pod {name} shows the signature again ({failures} matching records); escalate"
+        );
+        return finish(record, ctx, status, false, &reason, Some(name), now).await;
+    }
+    let logs = if scanned.log_errors.is_empty() {
+        format!(
+            "{} log lines since it started, none with the signature",
+            scanned.findings.lines
+        )
+    } else {
+        format!(
+            "its logs could not be read: {}",
+            scanned.log_errors.join("; ")
+        )
+    };
+    let reason = format!(
+        "replacement pod {name} has been Ready for {}s; {logs}",
+        now.duration_since(ready_since).as_secs()
+    );
+    finish(record, ctx, status, true, &reason, Some(name), now).await
+}
+
+/// When the pod's Ready condition last became True.
+fn ready_since(pod: &Pod) -> Option<Timestamp> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?
+        .last_transition_time
+        .as_ref()
+        .map(|t| t.0)
+}
+
+/// Records how the remediation ended.
+pub async fn finish(
+    record: &Record<'_>,
+    ctx: &Context,
+    previous: AlertTriageStatus,
+    succeeded: bool,
+    message: &str,
+    replacement: Option<String>,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let mut status = previous.clone();
+    status.phase = Some(phase::after(Outcome::Finished { succeeded }));
+    let outcome = if succeeded {
+        RemediationOutcome::Succeeded
+    } else {
+        RemediationOutcome::Failed
+    };
+    if let Some(r) = status.remediation.as_mut() {
+        r.outcome = outcome;
+        r.message = message.to_string();
+        r.finished_at = Some(Time(now));
+        r.replacement = replacement;
+    }
+    let reason = if succeeded {
+        "Remediated"
+    } else {
+        "RemediationFailed"
+    };
+    ctx.metrics.action(ACTION_LABEL, outcome.as_str());
+    set_remediation(&mut status, &previous, now, succeeded, reason, message);
+    let note = if succeeded {
+        Note::normal(reason, message)
+    } else {
+        Note::warning(reason, message)
+    };
+    record.write(status, Some(note)).await?;
+    Ok(Action::await_change())
+}

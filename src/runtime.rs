@@ -1,0 +1,117 @@
+//! The composition root: wires the process's parts as siblings (signal handling, the warm
+//! AlertTriage cache, the HTTP endpoints, leader election and the controller) and runs them
+//! until SIGTERM/SIGINT. A new component (an intake, a notifier) is added here, beside the
+//! controller, not through it.
+
+use std::sync::Arc;
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::cli::RunArgs;
+use crate::controller::{self, Config, Context, MANAGER, cache::WarmCache};
+use crate::crd::AlertTriage;
+use crate::http::{self, Endpoints};
+use crate::leader::{Elector, LeaderArgs};
+use crate::metrics::Metrics;
+use crate::runbook::Catalog;
+
+/// Runs the operator until SIGTERM/SIGINT: serves /metrics, /healthz and /readyz, keeps the
+/// AlertTriage watch cache warm, and reconciles (while holding the lease, with leader election).
+pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
+    let identity = args.leader.identity();
+    let apis: Vec<Api<AlertTriage>> = if args.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        args.namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(
+        signal(SignalKind::terminate())?,
+        shutdown.clone(),
+    ));
+    let cache = WarmCache::start(&apis);
+    let metrics = Arc::new(Metrics::new(cache.awaiting_approval()));
+    let server = http::serve(
+        args.http.http_address,
+        Endpoints {
+            metrics: metrics.clone(),
+            ready: cache.ready(),
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let mut eviction_config = crate::kube_config(args.kubeconfig.as_deref()).await?;
+    eviction_config.default_retry = false;
+    let reporter = Reporter {
+        controller: MANAGER.to_string(),
+        instance: Some(identity.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        eviction_client: Client::try_from(eviction_config)?,
+        recorder: Recorder::new(client.clone(), reporter),
+        config: Config::from(args),
+        catalog: Catalog::builtin(),
+        metrics,
+    });
+    info!(namespaces = ?args.namespaces, identity, "starting the AlertTriage controller");
+    let result = if args.leader.enabled {
+        lead(client, &args.leader, identity, ctx, apis, &shutdown).await
+    } else {
+        ctx.metrics.set_leader(true);
+        controller::run(ctx, apis, &shutdown).await;
+        Ok(())
+    };
+    shutdown.cancel();
+    server.await??;
+    info!("controller stopped");
+    result
+}
+
+async fn cancel_on_signal(mut terminate: tokio::signal::unix::Signal, shutdown: CancellationToken) {
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("shutting down: finishing the reconciles in flight");
+    shutdown.cancel();
+}
+
+/// Waits for the lease, then reconciles while holding it. Losing the lease stops every
+/// reconcile at once (they are dropped, not drained) and fails the process: the renew deadline
+/// is shorter than the lease duration, so this happens before another replica may take over.
+async fn lead(
+    client: Client,
+    args: &LeaderArgs,
+    identity: String,
+    ctx: Arc<Context>,
+    apis: Vec<Api<AlertTriage>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut elector = Elector::new(client, args, identity)?;
+    tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        () = elector.acquire() => {}
+    }
+    ctx.metrics.set_leader(true);
+    let outcome = tokio::select! {
+        biased;
+        lost = elector.hold() => {
+            error!(%lost, "lost the leader lease; stopped reconciling");
+            Err(anyhow::anyhow!("lost the leader lease: {lost}"))
+        }
+        () = controller::run(ctx.clone(), apis, shutdown) => Ok(()),
+    };
+    ctx.metrics.set_leader(false);
+    if outcome.is_ok() {
+        elector.release().await;
+    }
+    outcome
+}
