@@ -52,6 +52,18 @@ pub struct RunArgs {
     #[arg(long, env = "ATO_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
 
+    /// Namespaces whose AlertTriages may target pods in another namespace
+    /// (`spec.target.namespace`). A triage anywhere else reads and acts only in its own
+    /// namespace; one that names another is refused (Stalled) and reads nothing.
+    #[arg(long, env = "ATO_ADMIN_NAMESPACES", value_delimiter = ',')]
+    pub admin_namespaces: Vec<String>,
+
+    /// Before acting, ask the API server (SubjectAccessReview) whether `approvedBy` may itself
+    /// evict (or delete) the pod, and refuse if not: the operator never acts with a power the
+    /// approver lacks. The review sees the user's own bindings, not their groups.
+    #[arg(long, env = "ATO_REVIEW_APPROVER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub review_approver: bool,
+
     /// Most log bytes read per container (and per previous container) in one triage.
     #[arg(long, env = "ATO_LOG_BYTE_LIMIT", default_value_t = 8 * 1024 * 1024)]
     pub log_byte_limit: u64,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::cli::RunArgs;
-use crate::controller::{self, Config, Context, MANAGER, cache::WarmCache};
+use crate::controller::{self, Config, Context, MANAGER, ServerClock, cache::WarmCache};
 use crate::crd::AlertTriage;
 use crate::http::{self, Endpoints};
 use crate::leader::{Elector, LeaderArgs};
@@ -60,6 +60,7 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         config: Config::from(args),
         catalog: Catalog::builtin(),
         metrics,
+        clock: ServerClock::new(client.clone()),
     });
     info!(namespaces = ?args.namespaces, identity, "starting the AlertTriage controller");
     let result = if args.leader.enabled {

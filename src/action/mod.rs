@@ -62,6 +62,13 @@ pub enum Refusal {
         workload: String,
         until: Timestamp,
     },
+    ApproverNotAllowed {
+        approver: String,
+        verb: String,
+        namespace: String,
+        pod: String,
+        why: String,
+    },
 }
 
 /// The kinds of [`Refusal`], by the reason shown in conditions and Events. Status records only
@@ -81,10 +88,11 @@ pub enum RefusalKind {
     NoReadySibling,
     BudgetExhausted,
     CooldownActive,
+    ApproverNotAllowed,
 }
 
 impl RefusalKind {
-    pub const ALL: [RefusalKind; 13] = [
+    pub const ALL: [RefusalKind; 14] = [
         RefusalKind::NoProposal,
         RefusalKind::ProposalMismatch,
         RefusalKind::ProposalExpired,
@@ -98,6 +106,7 @@ impl RefusalKind {
         RefusalKind::NoReadySibling,
         RefusalKind::BudgetExhausted,
         RefusalKind::CooldownActive,
+        RefusalKind::ApproverNotAllowed,
     ];
 
     /// The condition/Event reason.
@@ -116,6 +125,7 @@ impl RefusalKind {
             RefusalKind::NoReadySibling => "NoReadySibling",
             RefusalKind::BudgetExhausted => "BudgetExhausted",
             RefusalKind::CooldownActive => "CooldownActive",
+            RefusalKind::ApproverNotAllowed => "ApproverNotAllowed",
         }
     }
 
@@ -134,6 +144,7 @@ impl RefusalKind {
                 | RefusalKind::NoReadySibling
                 | RefusalKind::BudgetExhausted
                 | RefusalKind::CooldownActive
+                | RefusalKind::ApproverNotAllowed
         )
     }
 
@@ -141,7 +152,11 @@ impl RefusalKind {
     /// cooldown ends, a sibling becomes Ready), so the approval is tried again later. The one
     /// source of retry truth: a later reconcile reads the reason back from status.
     pub fn is_transient(self) -> bool {
-        self.keeps_proposal() && self != RefusalKind::ProposalMismatch
+        self.keeps_proposal()
+            && !matches!(
+                self,
+                RefusalKind::ProposalMismatch | RefusalKind::ApproverNotAllowed
+            )
     }
 }
 
@@ -161,6 +176,7 @@ impl Refusal {
             Refusal::NoReadySibling { .. } => RefusalKind::NoReadySibling,
             Refusal::BudgetExhausted { .. } => RefusalKind::BudgetExhausted,
             Refusal::CooldownActive { .. } => RefusalKind::CooldownActive,
+            Refusal::ApproverNotAllowed { .. } => RefusalKind::ApproverNotAllowed,
         }
     }
 
@@ -180,6 +196,9 @@ impl Refusal {
     pub fn message(&self) -> String {
         match self {
             Refusal::NoProposal => "there is no proposal to approve".into(),
+            Refusal::ProposalMismatch { approved, current } if current.is_empty() => format!(
+                "spec.approval.proposal is {approved:?} but no proposal is waiting for approval; the approval was ignored and nothing was deleted"
+            ),
             Refusal::ProposalMismatch { approved, current } => format!(
                 "spec.approval.proposal is {approved:?} but the current proposal is {current:?}; nothing was deleted"
             ),
@@ -223,6 +242,15 @@ impl Refusal {
             Refusal::CooldownActive { workload, until } => {
                 format!("{workload} had a pod deleted recently; its cooldown lasts until {until}")
             }
+            Refusal::ApproverNotAllowed {
+                approver,
+                verb,
+                namespace,
+                pod,
+                why,
+            } => format!(
+                "{approver} approved, but may not {verb} pod {pod} in {namespace} ({why}); the operator never acts with a power the approver lacks, so nothing was deleted"
+            ),
         }
     }
 }

@@ -81,6 +81,25 @@ pub fn set_remediation(
     status.conditions = conditions.into_vec();
 }
 
+/// Keeps every condition of `previous` and sets one.
+pub fn set_one(
+    status: &mut AlertTriageStatus,
+    previous: &AlertTriageStatus,
+    now: Timestamp,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+) {
+    let generation = status.observed_generation.unwrap_or_default();
+    let mut conditions = Conditions::new(&previous.conditions, generation, now);
+    for c in &previous.conditions {
+        conditions.set(&c.type_, c.status == "True", &c.reason, &c.message);
+    }
+    conditions.set(type_, value, reason, message);
+    status.conditions = conditions.into_vec();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,11 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
 use super::resolve::Resolved;
@@ -103,6 +107,55 @@ async fn workload_of(ctx: &Context, namespace: &str, pod: &Pod) -> Result<String
         }
     }
     Ok(format!("{namespace}/{}/{}", owner.kind, owner.name))
+}
+
+/// Asks the API server whether `approver` may itself remove `pod` the way the operator is
+/// about to (`create pods/eviction`, or `delete pods` with plain deletion). `Err` carries why
+/// not, in the authorizer's words.
+pub async fn approver_may_remove(
+    ctx: &Context,
+    namespace: &str,
+    pod: &str,
+    approver: &str,
+) -> Result<Result<(), String>, Error> {
+    let (verb, subresource) = if ctx.config.allow_pod_delete {
+        ("delete", None)
+    } else {
+        ("create", Some("eviction".to_string()))
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(approver.to_string()),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.to_string()),
+                verb: Some(verb.to_string()),
+                group: Some(String::new()),
+                resource: Some("pods".to_string()),
+                subresource,
+                name: Some(pod.to_string()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
+    let answer = api.create(&PostParams::default(), &review).await?;
+    let status = answer.status.unwrap_or_default();
+    if status.allowed && status.denied != Some(true) {
+        return Ok(Ok(()));
+    }
+    let why = [status.reason, status.evaluation_error]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Ok(Err(if why.is_empty() {
+        "no RBAC rule allows it".to_string()
+    } else {
+        why
+    }))
 }
 
 pub fn ledger_store(ctx: &Context) -> LedgerStore {

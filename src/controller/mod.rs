@@ -5,6 +5,7 @@
 //! they write goes through `record`; what they read besides logs comes from `facts`.
 
 pub mod cache;
+mod clock;
 mod conditions;
 mod facts;
 pub mod phase;
@@ -27,6 +28,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
+
+pub use clock::ServerClock;
 
 use crate::action::Limits;
 use crate::cli::RunArgs;
@@ -111,6 +114,10 @@ pub struct Config {
     pub dry_run: bool,
     /// Namespace and name of the ledger ConfigMap.
     pub ledger: (String, String),
+    /// Namespaces whose triages may target another namespace.
+    pub admin_namespaces: Vec<String>,
+    /// Check with a SubjectAccessReview that the approver may evict the pod before acting.
+    pub review_approver: bool,
 }
 
 impl From<&RunArgs> for Config {
@@ -131,6 +138,8 @@ impl From<&RunArgs> for Config {
             allow_pod_delete: a.allow_pod_delete,
             dry_run: a.dry_run,
             ledger: ledger_location(a.ledger.as_deref()),
+            admin_namespaces: a.admin_namespaces.clone(),
+            review_approver: a.review_approver,
         }
     }
 }
@@ -158,6 +167,8 @@ pub struct Context {
     pub config: Config,
     pub catalog: &'static Catalog,
     pub metrics: Arc<Metrics>,
+    /// The API server's time, for every decision that compares times.
+    pub clock: ServerClock,
 }
 
 /// Runs one controller per watched namespace (or one for all) until `shutdown`, then lets the

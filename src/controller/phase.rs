@@ -6,7 +6,9 @@
 use jiff::Timestamp;
 
 use crate::action::RefusalKind;
-use crate::crd::{Action, AlertTriage, AlertTriageStatus, Phase};
+use sha2::{Digest, Sha256};
+
+use crate::crd::{Action, AlertTriage, AlertTriageSpec, AlertTriageStatus, Phase};
 
 use super::conditions::REMEDIATED;
 
@@ -19,6 +21,9 @@ pub enum Step {
     AwaitApproval { expires_at: Timestamp },
     /// Check the approval against the proposal, re-check the guardrails and act.
     Act,
+    /// Only the approval changed, and there is no proposal waiting for it: say so, and do
+    /// not triage again.
+    IgnoreApproval,
     /// An intent is recorded and the eviction not yet confirmed: carry on from the intent.
     Resume,
     /// The eviction was accepted: judge the replacement.
@@ -65,11 +70,29 @@ pub fn next(obj: &AlertTriage, now: Timestamp) -> Step {
             Some(_) => Step::Done,
         };
     }
-    if waiting && approved && status.proposal.is_some() {
-        // An approval is a spec change: it acts on the proposal instead of triaging again.
-        return Step::Act;
+    if status.spec_digest.as_deref() == Some(spec_digest(&obj.spec).as_str()) && approved {
+        // Only the approval changed: it acts on the waiting proposal, never on a new spec.
+        return if waiting && status.proposal.is_some() {
+            Step::Act
+        } else {
+            Step::IgnoreApproval
+        };
     }
+    // Any other spec change withdraws a proposal and triages the new spec from scratch.
     Step::Triage
+}
+
+/// A digest of everything in the spec but the approval, so an approval is bound to the spec
+/// it approved: changing anything else makes a different digest.
+pub fn spec_digest(spec: &AlertTriageSpec) -> String {
+    let without_approval = AlertTriageSpec {
+        approval: None,
+        ..spec.clone()
+    };
+    // Field order is the struct's and maps are sorted, so the JSON is canonical.
+    let json = serde_json::to_vec(&without_approval).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether the last approval attempt was refused for a reason that may clear by itself.
@@ -168,10 +191,21 @@ mod tests {
         Evicted,
     }
 
+    /// How the spec relates to the one status describes.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Spec {
+        /// The generation status observed.
+        Same,
+        /// A newer generation that changed only the approval.
+        ApprovalOnly,
+        /// A newer generation that changed something else.
+        Changed,
+    }
+
     #[derive(Debug, Clone, Copy)]
     struct Case {
         phase: Option<Phase>,
-        spec_changed: bool,
+        spec: Spec,
         approved: bool,
         proposal: Prop,
         remediation: Rem,
@@ -190,7 +224,7 @@ mod tests {
         };
         let object = serde_json::json!({
             "apiVersion": "triage.dev/v1alpha1", "kind": "AlertTriage",
-            "metadata": {"name": "t", "generation": if c.spec_changed { 3 } else { 2 }},
+            "metadata": {"name": "t", "generation": if c.spec == Spec::Same { 2 } else { 3 }},
             "spec": {"alert": {"name": "a"}},
             "status": {
                 "observedGeneration": 2,
@@ -203,8 +237,14 @@ mod tests {
             proposal: "delete-pod-1".into(),
             approved_by: "alice".into(),
         });
+        let digest = spec_digest(&t.spec);
         let status = t.status.as_mut().unwrap();
         status.phase = c.phase;
+        status.spec_digest = Some(if c.spec == Spec::Changed {
+            "an older spec".into()
+        } else {
+            digest
+        });
         status.proposal = (c.proposal != Prop::None).then(|| Proposal {
             id: "delete-pod-1".into(),
             action: Action::DeletePod,
@@ -222,7 +262,7 @@ mod tests {
     /// A row of the table: `None` matches anything.
     type Row = (
         Option<&'static [Option<Phase>]>,
-        Option<bool>,
+        Option<&'static [Spec]>,
         Option<bool>,
         Option<Prop>,
         Option<Rem>,
@@ -242,29 +282,31 @@ mod tests {
         let wait = Step::AwaitApproval {
             expires_at: now() + SignedDuration::from_mins(10),
         };
-        let (t, f, w, r) = (Some(true), Some(false), Some(WAITING), Some(REMEDIATING));
+        let (t, w, r) = (Some(true), Some(WAITING), Some(REMEDIATING));
+        let (same, newer) = (Some(&[Spec::Same][..]), Some(&[Spec::ApprovalOnly][..]));
         #[rustfmt::skip]
         let rows = vec![
-            // phase, spec changed, approved, proposal, remediation, transient refusal -> step
+            // phase, spec, approved, proposal, remediation, transient refusal -> step
             (r,    None, None, None,                Some(Rem::Evicted), None, Step::Verify),
             (r,    None, None, None,                Some(Rem::Intent),  None, Step::Resume),
             (r,    None, None, None,                None,               None, Step::Done),
-            (w,    f,    None, Some(Prop::Expired), None,               None, Step::Expire),
-            (w,    f,    t,    Some(Prop::Live),    None,               t,    Step::Act),
-            (w,    f,    None, Some(Prop::Live),    None,               None, wait),
-            (Some(UNSETTLED), f, None, None,        None,               None, Step::Triage),
-            (None, f,    None, None,                None,               None, Step::Done),
-            (w,    t,    t,    Some(Prop::Live),    None,               None, Step::Act),
-            (w,    t,    t,    Some(Prop::Expired), None,               None, Step::Act),
+            (w,    same, None, Some(Prop::Expired), None,               None, Step::Expire),
+            (w,    same, t,    Some(Prop::Live),    None,               t,    Step::Act),
+            (w,    same, None, Some(Prop::Live),    None,               None, wait),
+            (Some(UNSETTLED), same, None, None,     None,               None, Step::Triage),
+            (None, same, None, None,                None,               None, Step::Done),
+            (w,    newer, t,   Some(Prop::Live),    None,               None, Step::Act),
+            (w,    newer, t,   Some(Prop::Expired), None,               None, Step::Act),
+            (None, newer, t,   None,                None,               None, Step::IgnoreApproval),
             (None, None, None, None,                None,               None, Step::Triage),
         ];
         rows
     }
 
     fn matches(row: &Row, c: &Case) -> bool {
-        let (phase, changed, approved, proposal, remediation, transient, _) = *row;
+        let (phase, spec, approved, proposal, remediation, transient, _) = *row;
         phase.is_none_or(|p| p.contains(&c.phase))
-            && changed.is_none_or(|v| v == c.spec_changed)
+            && spec.is_none_or(|v| v.contains(&c.spec))
             && approved.is_none_or(|v| v == c.approved)
             && proposal.is_none_or(|v| v == c.proposal)
             && remediation.is_none_or(|v| v == c.remediation)
@@ -274,14 +316,14 @@ mod tests {
     fn every_case() -> Vec<Case> {
         let mut cases = Vec::new();
         for phase in ALL_PHASES {
-            for spec_changed in [false, true] {
+            for spec in [Spec::Same, Spec::ApprovalOnly, Spec::Changed] {
                 for approved in [false, true] {
                     for proposal in [Prop::None, Prop::Live, Prop::Expired] {
                         for remediation in [Rem::None, Rem::Intent, Rem::Evicted] {
                             for transient_refusal in [false, true] {
                                 cases.push(Case {
                                     phase,
-                                    spec_changed,
+                                    spec,
                                     approved,
                                     proposal,
                                     remediation,
@@ -300,7 +342,7 @@ mod tests {
     fn every_combination_follows_the_table() {
         let table = table();
         let cases = every_case();
-        assert_eq!(cases.len(), 10 * 2 * 2 * 3 * 3 * 2);
+        assert_eq!(cases.len(), 10 * 3 * 2 * 3 * 3 * 2);
         for c in cases {
             let row = table.iter().find(|r| matches(r, &c)).expect("a last row");
             assert_eq!(next(&triage(c), now()), row.6, "{c:?}");
@@ -316,6 +358,32 @@ mod tests {
                 assert_ne!(c.proposal, Prop::None, "{c:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_standing_approval_never_carries_over_to_a_changed_spec() {
+        for c in every_case().into_iter().filter(|c| c.spec == Spec::Changed) {
+            if c.phase != Some(Phase::Remediating) {
+                assert_eq!(next(&triage(c), now()), Step::Triage, "{c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_digest_ignores_only_the_approval() {
+        let t = triage(every_case()[0]);
+        let mut approved = t.spec.clone();
+        approved.approval = Some(Approval {
+            proposal: "x".into(),
+            approved_by: "y".into(),
+        });
+        assert_eq!(spec_digest(&t.spec), spec_digest(&approved));
+        let mut retargeted = t.spec.clone();
+        retargeted.target.container = Some("other".into());
+        assert_ne!(spec_digest(&t.spec), spec_digest(&retargeted));
+        let mut dry = t.spec.clone();
+        dry.dry_run = true;
+        assert_ne!(spec_digest(&t.spec), spec_digest(&dry));
     }
 
     #[test]

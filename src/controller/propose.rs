@@ -9,6 +9,7 @@ use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
 use super::facts::GuardFacts;
+use super::phase::spec_digest;
 use super::resolve::Resolved;
 use super::{Context, Error};
 use crate::action::{self, Refusal, Target};
@@ -65,8 +66,9 @@ fn proposal_for(
 ) -> Proposal {
     let uid = obj.metadata.uid.as_deref().unwrap_or_default();
     let generation = obj.metadata.generation.unwrap_or_default();
+    let spec = spec_digest(&obj.spec);
     Proposal {
-        id: proposal_id(uid, generation, pod_uid, crd::Action::DeletePod),
+        id: proposal_id(uid, generation, &spec, pod_uid, crd::Action::DeletePod),
         action: crd::Action::DeletePod,
         pod: pod.to_string(),
         pod_uid: pod_uid.to_string(),
@@ -76,12 +78,20 @@ fn proposal_for(
     }
 }
 
-/// A proposal id is stable for this triage, generation, pod UID and action, so re-running the
-/// same triage proposes the same thing and an approval can never carry over to another pod.
-fn proposal_id(triage_uid: &str, generation: i64, pod_uid: &str, action: crd::Action) -> String {
+/// A proposal id is stable for this triage, generation, spec (without approval), pod UID and
+/// action, so re-running the same triage proposes the same thing and an approval can never
+/// carry over to another pod or another spec.
+fn proposal_id(
+    triage_uid: &str,
+    generation: i64,
+    spec: &str,
+    pod_uid: &str,
+    action: crd::Action,
+) -> String {
     let mut h = Sha256::new();
     h.update(triage_uid.as_bytes());
     h.update(generation.to_be_bytes());
+    h.update(spec.as_bytes());
     h.update(pod_uid.as_bytes());
     h.update(action.as_str().as_bytes());
     let digest = h.finalize();
@@ -95,11 +105,13 @@ mod tests {
 
     #[test]
     fn proposal_ids_are_stable_and_specific() {
-        let a = proposal_id("t", 1, "pod-uid", crd::Action::DeletePod);
-        assert_eq!(a, proposal_id("t", 1, "pod-uid", crd::Action::DeletePod));
-        assert_ne!(a, proposal_id("t", 2, "pod-uid", crd::Action::DeletePod));
-        assert_ne!(a, proposal_id("t", 1, "other-uid", crd::Action::DeletePod));
-        assert_ne!(a, proposal_id("u", 1, "pod-uid", crd::Action::DeletePod));
+        let id = |t, g, s, p| proposal_id(t, g, s, p, crd::Action::DeletePod);
+        let a = id("t", 1, "spec", "pod-uid");
+        assert_eq!(a, id("t", 1, "spec", "pod-uid"));
+        assert_ne!(a, id("t", 2, "spec", "pod-uid"));
+        assert_ne!(a, id("t", 1, "other-spec", "pod-uid"));
+        assert_ne!(a, id("t", 1, "spec", "other-uid"));
+        assert_ne!(a, id("u", 1, "spec", "pod-uid"));
         assert!(a.starts_with("delete-pod-") && a.len() == "delete-pod-".len() + 12);
     }
 }

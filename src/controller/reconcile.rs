@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{debug, instrument};
 
 use super::phase::{self, Step};
-use super::remediate::{act, expire, resume};
+use super::remediate::{act, expire, ignore_approval, resume};
 use super::triage::triage;
 use super::verify::check_replacement;
 use super::{Context, Error, requeue_until};
@@ -24,13 +23,14 @@ pub async fn reconcile(cached: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Ac
     let Some(obj) = api.get_opt(&cached.name_any()).await? else {
         return Ok(Action::await_change());
     };
-    let now = Timestamp::now();
+    let now = ctx.clock.now().await;
     let step = phase::next(&obj, now);
     debug!(?step, "next step");
     match step {
         Step::Triage => triage(&obj, &ctx, now).await,
         Step::AwaitApproval { expires_at } => Ok(requeue_until(expires_at, now)),
         Step::Act => act(&obj, &ctx, now).await,
+        Step::IgnoreApproval => ignore_approval(&obj, &ctx, now).await,
         Step::Resume => resume(&obj, &ctx, now).await,
         Step::Verify => check_replacement(&obj, &ctx, now).await,
         Step::Expire => expire(&obj, &ctx, now).await,

@@ -16,8 +16,8 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{info, instrument};
 
-use super::conditions::set_remediation;
-use super::facts::{GuardFacts, ledger_store};
+use super::conditions::{REMEDIATED, set_one, set_remediation};
+use super::facts::{self, GuardFacts, ledger_store};
 use super::phase::{self, Outcome};
 use super::record::{Note, Record};
 use super::resolve::{Resolved, resolve};
@@ -61,6 +61,25 @@ pub async fn act(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Act
         &read.facts(&resolved, now),
         &ctx.config.limits,
     ) {
+        return refuse(&record, obj, ctx, refusal, now).await;
+    }
+    if ctx.config.review_approver
+        && let Err(why) =
+            facts::approver_may_remove(ctx, &resolved.namespace, plan.pod(), plan.approved_by())
+                .await?
+    {
+        let refusal = Refusal::ApproverNotAllowed {
+            approver: plan.approved_by().to_string(),
+            verb: if ctx.config.allow_pod_delete {
+                "delete"
+            } else {
+                "evict"
+            }
+            .to_string(),
+            namespace: resolved.namespace.clone(),
+            pod: plan.pod().to_string(),
+            why,
+        };
         return refuse(&record, obj, ctx, refusal, now).await;
     }
 
@@ -198,7 +217,7 @@ async fn execute(
     let pods: Api<Pod> = Api::namespaced(ctx.eviction_client.clone(), &resolved.namespace);
     let outcome = action::evict(&pods, plan, ctx.config.allow_pod_delete).await?;
     crash::point("after-evict").await;
-    let now = Timestamp::now();
+    let now = ctx.clock.now().await;
     match outcome {
         EvictOutcome::Evicted => {
             ctx.metrics.action(ACTION_LABEL, "Evicted");
@@ -284,6 +303,46 @@ async fn refuse(
     } else {
         Action::await_change()
     })
+}
+
+/// Only the approval changed and no proposal waits for it: the approval is ignored, visibly,
+/// and the triage is not run again by it.
+pub async fn ignore_approval(
+    obj: &AlertTriage,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let previous = obj.status.clone().unwrap_or_default();
+    let refusal = Refusal::ProposalMismatch {
+        approved: obj
+            .spec
+            .approval
+            .as_ref()
+            .map(|a| a.proposal.clone())
+            .unwrap_or_default(),
+        current: previous
+            .proposal
+            .as_ref()
+            .map(|p| p.id.clone())
+            .unwrap_or_default(),
+    };
+    let message = refusal.message();
+    let mut status = previous.clone();
+    status.observed_generation = obj.metadata.generation;
+    set_one(
+        &mut status,
+        &previous,
+        now,
+        REMEDIATED,
+        false,
+        refusal.reason(),
+        &message,
+    );
+    ctx.metrics.action(ACTION_LABEL, "Refused");
+    Record::new(ctx, obj)
+        .write(status, Some(Note::warning(refusal.reason(), message)))
+        .await?;
+    Ok(Action::await_change())
 }
 
 /// Marks an unapproved proposal as expired, once.

@@ -69,6 +69,22 @@ pub fn resolve(obj: &AlertTriage, ctx: &Context) -> Result<Resolved, Unworkable>
         .target_namespace()
         .map(str::to_string)
         .ok_or_else(|| unworkable("NoNamespace", "the AlertTriage has no namespace".into()))?;
+    let own = obj.metadata.namespace.as_deref().unwrap_or_default();
+    if namespace != own && !ctx.config.admin_namespaces.iter().any(|a| a == own) {
+        return Err(unworkable(
+            "CrossNamespaceTarget",
+            format!(
+                "spec.target.namespace is {namespace:?}, but a triage in namespace {own:?} reads \
+                 and acts only in its own namespace; only triages in an admin namespace ({}) may \
+                 target another",
+                if ctx.config.admin_namespaces.is_empty() {
+                    "none are configured".to_string()
+                } else {
+                    ctx.config.admin_namespaces.join(", ")
+                }
+            ),
+        ));
+    }
     let selector = obj
         .spec
         .target

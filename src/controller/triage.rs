@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{info, instrument};
 
-use super::conditions::{ACTION_REQUIRED, Conditions, TRIAGED};
+use super::conditions::{ACTION_REQUIRED, Conditions, REMEDIATED, TRIAGED};
 use super::phase::{self, Outcome};
 use super::propose::{Proposed, propose};
 use super::record::{Note, Record};
@@ -35,6 +35,23 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         window,
     } = &resolved;
 
+    let digest = phase::spec_digest(&obj.spec);
+    // A proposal made for an older spec is withdrawn: an approval is bound to the spec it
+    // approved and never carries over.
+    let withdrawn = previous
+        .proposal
+        .as_ref()
+        .filter(|_| previous.observed_generation != Some(generation));
+    if let Some(p) = withdrawn {
+        let note = Note::normal(
+            "ProposalWithdrawn",
+            format!(
+                "proposal {} to delete pod {} was withdrawn: the spec changed (generation {generation}); triaging the new spec",
+                p.id, p.pod
+            ),
+        );
+        record.event(note).await;
+    }
     if previous.phase != Some(Phase::Gathering) || previous.observed_generation != Some(generation)
     {
         let mut conditions = Conditions::new(&previous.conditions, generation, now);
@@ -42,6 +59,8 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         let gathering = AlertTriageStatus {
             phase: Some(phase::after(Outcome::Gathering)),
             observed_generation: Some(generation),
+            spec_digest: Some(digest.clone()),
+            remediation: kept_remediation(&previous),
             runbook: Some(runbook.id().to_string()),
             conditions: conditions.into_vec(),
             ..AlertTriageStatus::default()
@@ -114,7 +133,7 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         Some(pod) => propose(obj, ctx, &resolved, &gathered, pod, now).await?,
         None => Proposed::Nothing,
     };
-    let status = verdict_status(
+    let mut status = verdict_status(
         &previous,
         &verdict,
         evidence,
@@ -123,6 +142,21 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         generation,
         now,
     );
+    status.spec_digest = Some(digest);
+    status.remediation = kept_remediation(&previous);
+    if let Some(p) = withdrawn {
+        let mut conditions = Conditions::new(&previous.conditions, generation, now);
+        for c in &status.conditions {
+            conditions.set(&c.type_, c.status == "True", &c.reason, &c.message);
+        }
+        conditions.set(
+            REMEDIATED,
+            false,
+            "ProposalWithdrawn",
+            &format!("proposal {} was withdrawn when the spec changed", p.id),
+        );
+        status.conditions = conditions.into_vec();
+    }
     let action = status
         .recommendation
         .as_ref()
@@ -242,6 +276,8 @@ pub(super) async fn stall(
     let status = AlertTriageStatus {
         phase: Some(phase::after(Outcome::Unworkable)),
         observed_generation: Some(generation),
+        spec_digest: Some(phase::spec_digest(&obj.spec)),
+        remediation: kept_remediation(&previous),
         runbook: unworkable.runbook,
         conditions: conditions.into_vec(),
         ..AlertTriageStatus::default()
@@ -249,6 +285,14 @@ pub(super) async fn stall(
     let note = Note::warning(unworkable.reason, unworkable.message);
     record.write(status, Some(note)).await?;
     Ok(Action::await_change())
+}
+
+/// A remediation that evicted a pod stays on record whatever is triaged after it.
+fn kept_remediation(previous: &AlertTriageStatus) -> Option<crd::Remediation> {
+    previous
+        .remediation
+        .clone()
+        .filter(|r| r.evicted_at.is_some())
 }
 
 fn phase_message(obj: &AlertTriage, status: &AlertTriageStatus) -> String {

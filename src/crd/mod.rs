@@ -241,6 +241,10 @@ pub struct AlertTriageStatus {
     /// The generation of spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// A digest of the spec this status describes, without `approval`: a new generation with
+    /// the same digest changed only the approval, anything else withdraws the proposal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_digest: Option<String>,
     /// The runbook that was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook: Option<String>,
