@@ -51,6 +51,12 @@ pub struct RunArgs {
     #[arg(long, env = "ATO_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
 
+    /// Namespaces whose AlertTriages may target pods in another namespace
+    /// (`spec.target.namespace`); a triage anywhere else reads and acts only in its own
+    /// namespace. Empty: none. The chart's admission policy enforces the same list.
+    #[arg(long, env = "ATO_ADMIN_NAMESPACES", value_delimiter = ',')]
+    pub admin_namespaces: Vec<String>,
+
     /// Most log bytes read per container (and per previous container) in one triage.
     #[arg(long, env = "ATO_LOG_BYTE_LIMIT", default_value_t = 8 * 1024 * 1024)]
     pub log_byte_limit: u64,
@@ -71,6 +77,19 @@ pub struct RunArgs {
     /// Largest status the controller writes, in bytes; evidence is trimmed to fit.
     #[arg(long, env = "ATO_STATUS_BYTE_LIMIT", default_value_t = 32 * 1024)]
     pub status_byte_limit: usize,
+
+    /// A regular expression whose matches are redacted, after the built-in rules, from evidence,
+    /// Events and the operator's own log; repeatable. ATO_REDACT_PATTERNS holds one pattern per
+    /// line: a newline separates them because log lines, and so patterns for them, never
+    /// contain one. A pattern that does not compile fails the start.
+    #[arg(
+        long = "redact-pattern",
+        env = "ATO_REDACT_PATTERNS",
+        value_name = "REGEX",
+        value_delimiter = '\n',
+        value_parser = crate::redact::parse_pattern
+    )]
+    pub redact_patterns: Vec<regex::Regex>,
 
     /// Most pods the operator deletes across the cluster in any hour.
     #[arg(long, env = "ATO_DELETION_BUDGET_PER_HOUR", default_value_t = 3)]

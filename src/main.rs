@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use alert_triage_operator::cli::{Cli, Command};
-use alert_triage_operator::{controller, crd, replay, telemetry};
+use alert_triage_operator::{controller, crd, redact, replay, telemetry};
 use clap::Parser;
 
 #[tokio::main]
@@ -26,6 +26,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: alert_triage_operator::cli::RunArgs) -> anyhow::Result<()> {
+    // Before anything is read from the cluster, so no evidence or log line escapes the
+    // user's patterns.
+    redact::install(args.redact_patterns.clone())?;
     let client = alert_triage_operator::kube_client(args.kubeconfig.as_deref()).await?;
     controller::run(client, &args).await
 }
