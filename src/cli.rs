@@ -85,6 +85,19 @@ pub struct RunArgs {
     #[arg(long, env = "ATO_STATUS_BYTE_LIMIT", default_value_t = 32 * 1024)]
     pub status_byte_limit: usize,
 
+    /// A regular expression whose matches are redacted, after the built-in rules, from evidence,
+    /// Events and the operator's own log; repeatable. ATO_REDACT_PATTERNS holds one pattern per
+    /// line: a newline separates them because log lines, and so patterns for them, never
+    /// contain one. A pattern that does not compile fails the start.
+    #[arg(
+        long = "redact-pattern",
+        env = "ATO_REDACT_PATTERNS",
+        value_name = "REGEX",
+        value_delimiter = '\n',
+        value_parser = crate::redact::parse_pattern
+    )]
+    pub redact_patterns: Vec<regex::Regex>,
+
     /// Most pods the operator deletes across the cluster in any hour.
     #[arg(long, env = "ATO_DELETION_BUDGET_PER_HOUR", default_value_t = 3)]
     pub deletion_budget_per_hour: usize,

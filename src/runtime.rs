@@ -22,6 +22,9 @@ use crate::runbook::Catalog;
 /// Runs the operator until SIGTERM/SIGINT: serves /metrics, /healthz and /readyz, keeps the
 /// AlertTriage watch cache warm, and reconciles (while holding the lease, with leader election).
 pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
+    // Before anything is read from the cluster, so no evidence or log line escapes the
+    // user's patterns.
+    crate::redact::install(args.redact_patterns.clone())?;
     let identity = args.leader.identity();
     let apis: Vec<Api<AlertTriage>> = if args.namespaces.is_empty() {
         vec![Api::all(client.clone())]

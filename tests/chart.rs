@@ -17,7 +17,7 @@ use common::operator::{Operator, create_triage, events_with, wait_for_phase};
 use common::scenario::network_failure;
 use common::{DeleteOnDrop, PodLog, TestNs, Workload, cluster, eventually, show};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -176,6 +176,14 @@ async fn the_chart_lints_and_applies_server_side_in_every_mode() {
         ),
         ("two replicas", vec![own("replicas=2")]),
         (
+            "remediation policy off, an admin namespace, an extra redaction pattern",
+            vec![
+                own("remediationPolicy.enabled=false"),
+                set_list("adminNamespaces", &["sre"]),
+                own("redaction.extraPatterns[0]=CUST-[0-9]{8}"),
+            ],
+        ),
+        (
             "pod deletion and an info ConfigMap in a fixed namespace",
             vec![
                 own("operator.allowPodDelete=true"),
@@ -193,11 +201,24 @@ async fn the_chart_lints_and_applies_server_side_in_every_mode() {
             show(&out)
         );
         let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
-        let policy = sets.iter().all(|s| s != "approvalPolicy.enabled=false");
+        let policies: BTreeSet<&str> = docs
+            .iter()
+            .filter(|d| d["kind"] == "ValidatingAdmissionPolicy")
+            .filter_map(|d| d["metadata"]["name"].as_str())
+            .collect();
+        let fullname = format!("{}-alert-triage-operator", ns.name);
+        let approval = sets.iter().all(|s| s != "approvalPolicy.enabled=false");
+        for policy in ["approval", "tenancy"] {
+            assert_eq!(
+                policies.contains(format!("{fullname}-{policy}").as_str()),
+                approval,
+                "{name}: {policies:?}"
+            );
+        }
         assert_eq!(
-            kinds.contains("ValidatingAdmissionPolicy"),
-            policy,
-            "{name}: {kinds:?}"
+            policies.contains(format!("{fullname}-remediation").as_str()),
+            sets.iter().all(|s| s != "remediationPolicy.enabled=false"),
+            "{name}: {policies:?}"
         );
         assert_eq!(
             kinds.contains("PodDisruptionBudget"),
@@ -327,6 +348,11 @@ async fn rbac_grants_exactly_the_verbs_the_operator_uses_and_no_secrets() {
         rule("", "events", &["list"]),
         rule("events.k8s.io", "events", &["create", "patch"]),
         rule("", "configmaps/armada-info", &["get"]),
+        rule(
+            "authorization.k8s.io",
+            "localsubjectaccessreviews",
+            &["create"],
+        ),
     ];
     expected.sort();
     assert_eq!(rules_of(&docs, "ClusterRole", &fullname), expected);
@@ -522,6 +548,22 @@ async fn the_approval_policy_lets_only_approvers_approve_as_themselves() {
         &format!("--group={group}"),
     ]);
     ns.kubectl_ok(&["create", "serviceaccount", "gitops"]);
+    // Approving also takes the right to evict pods here; alice and the approver group have it.
+    ns.kubectl_ok(&[
+        "create",
+        "role",
+        "pod-evicter",
+        "--verb=create",
+        "--resource=pods/eviction",
+    ]);
+    ns.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "approvers-evict",
+        "--role=pod-evicter",
+        "--user=alice",
+        &format!("--group={group}"),
+    ]);
     let admin = ns.client.clone();
     let triages = triage_api(admin.clone(), &ns.name);
     for name in ["t1", "t2"] {
@@ -660,6 +702,9 @@ async fn the_operator_runs_with_only_the_charts_identity_and_rbac() {
             &[
                 set_list("watchNamespaces", &[&ns.name]),
                 "approvalPolicy.enabled=false".into(),
+                // This operator evicts in its own (release) namespace, which the remediation
+                // policy never allows; that policy has a test of its own below.
+                "remediationPolicy.enabled=false".into(),
                 // Judge the replacement after a second, not the default two minutes.
                 "operator.verifySettle=1s".into(),
             ],
@@ -872,4 +917,428 @@ async fn the_operator_runs_with_only_the_charts_identity_and_rbac() {
             .map(|_| ()),
         "delete a pod without allowPodDelete",
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// (d) the operator's own blast radius: its token removes pods only in opted-in namespaces
+
+async fn pod_uids(api: &Api<Pod>) -> BTreeSet<String> {
+    api.list(&ListParams::default())
+        .await
+        .expect("listing pods")
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.metadata.uid.clone())
+        .collect()
+}
+
+async fn evict(api: &Api<Pod>, pod: &str, dry_run: bool) -> Result<(), kube::Error> {
+    let params = EvictParams {
+        post_options: PostParams {
+            dry_run,
+            ..PostParams::default()
+        },
+        ..EvictParams::default()
+    };
+    api.evict(pod, &params).await.map(|_| ())
+}
+
+/// Deletes the named pod in kube-system when dropped.
+struct KubeSystemPod(String);
+
+impl Drop for KubeSystemPod {
+    fn drop(&mut self) {
+        let _ = cluster().kubectl(&[
+            "-n",
+            "kube-system",
+            "delete",
+            "pod",
+            &self.0,
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
+    }
+}
+
+fn first_name(pods: &[Pod]) -> String {
+    pods[0].metadata.name.clone().expect("a pod name")
+}
+
+#[tokio::test]
+async fn the_operators_own_token_removes_pods_only_in_opted_in_namespaces() {
+    let home = TestNs::new("chart-blast").await;
+    let opted_in = TestNs::new("chart-blast-in").await;
+    let plain = TestNs::new("chart-blast-out").await;
+    let release = &home.name;
+    let fullname = format!("{release}-alert-triage-operator");
+    // Cluster-wide RBAC with pod deletion: RBAC lets the ServiceAccount evict and delete pods in
+    // every namespace, so each refusal below is the policy's.
+    let docs = documents(
+        &render(
+            release,
+            &home.name,
+            &[
+                "operator.allowPodDelete=true".into(),
+                "approvalPolicy.enabled=false".into(),
+            ],
+        )
+        .await,
+    );
+    let objects = of_kind(
+        &docs,
+        &[
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        ],
+    );
+    let _cleanup = cleanup(&objects);
+    apply_ok(&objects, &[]);
+    // The release namespace carries the label too: it is never eligible all the same.
+    for ns in [&opted_in, &home] {
+        ns.kubectl_ok(&[
+            "label",
+            "namespace",
+            &ns.name,
+            "triage.dev/remediation=enabled",
+        ]);
+    }
+    let in_pods = opted_in.deploy(&Workload::new("web", 2), DEPLOY).await;
+    let out_pods = plain.deploy(&Workload::new("web", 2), DEPLOY).await;
+    let home_pods = home.deploy(&Workload::new("web", 2), DEPLOY).await;
+
+    let me = home.cluster.service_account(&home.name, &fullname).await;
+    let mine = |ns: &str| -> Api<Pod> { Api::namespaced(me.clone(), ns) };
+    eventually(Duration::from_secs(30), || async {
+        match evict(&mine(&plain.name), &first_name(&out_pods), true).await {
+            Err(kube::Error::Api(s))
+                if s.code == 403 && s.message.contains("ValidatingAdmissionPolicy") =>
+            {
+                Ok(())
+            }
+            other => Err(format!("not refused by the policy yet: {other:?}")),
+        }
+    })
+    .await;
+
+    // An unlabelled namespace: neither eviction nor deletion.
+    let before = pod_uids(&plain.pods()).await;
+    refused(
+        evict(&mine(&plain.name), &first_name(&out_pods), false).await,
+        &[
+            "only in namespaces labelled triage.dev/remediation=enabled",
+            &format!("{} is not", plain.name),
+        ],
+    );
+    refused(
+        mine(&plain.name)
+            .delete(&first_name(&out_pods), &Default::default())
+            .await
+            .map(|_| ()),
+        &["only in namespaces labelled triage.dev/remediation=enabled"],
+    );
+    // The release namespace, labelled.
+    let home_before = pod_uids(&home.pods()).await;
+    refused(
+        evict(&mine(&home.name), &first_name(&home_pods), false).await,
+        &[&format!("never removes pods in {}", home.name)],
+    );
+    let system = mine("kube-system");
+    let admin_system: Api<Pod> = Api::namespaced(home.client.clone(), "kube-system");
+    // A pod of this test's own there, touched only by dry runs, so a broken policy could not
+    // remove anything in kube-system.
+    let system_pod = format!("{}-probe", home.name);
+    let probe: Pod = serde_json::from_value(json!({
+        "metadata": {"name": system_pod},
+        "spec": {"containers": [{"name": "app", "image": "probe"}]}
+    }))
+    .unwrap();
+    let probe_uid = admin_system
+        .create(&PostParams::default(), &probe)
+        .await
+        .expect("a probe pod in kube-system")
+        .metadata
+        .uid
+        .unwrap();
+    let _probe = KubeSystemPod(system_pod.clone());
+    refused(
+        evict(&system, &system_pod, true).await,
+        &["never removes pods in kube-system"],
+    );
+    let dry_delete = kube::api::DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    refused(
+        system.delete(&system_pod, &dry_delete).await.map(|_| ()),
+        &["never removes pods in kube-system"],
+    );
+    assert_eq!(
+        pod_uids(&plain.pods()).await,
+        before,
+        "a refused pod was removed"
+    );
+    assert_eq!(pod_uids(&home.pods()).await, home_before);
+    assert!(pod_uids(&admin_system).await.contains(&probe_uid));
+
+    // An opted-in namespace: the eviction goes through.
+    let evicted = in_pods[0].metadata.uid.clone().unwrap();
+    evict(&mine(&opted_in.name), &first_name(&in_pods), false)
+        .await
+        .expect("evicting in an opted-in namespace");
+    eventually(Duration::from_secs(30), || async {
+        if pod_uids(&opted_in.pods()).await.contains(&evicted) {
+            Err("the evicted pod is still there")
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    // The policy binds the operator's identity only: an administrator is not held by it.
+    evict(&plain.pods(), &first_name(&out_pods), true)
+        .await
+        .expect("an administrator's dry-run eviction in an unlabelled namespace");
+}
+
+// ------------------------------------------------------------------------------------------------
+// (e) tenancy, and approvers within their own rights
+
+fn targeting(name: &str, target_ns: Option<&str>) -> DynamicObject {
+    let mut manifest = triage_manifest(name);
+    if let Some(ns) = target_ns {
+        manifest["spec"]["target"]["namespace"] = json!(ns);
+    }
+    serde_json::from_value(manifest).unwrap()
+}
+
+async fn create_as(client: &Client, ns: &str, obj: &DynamicObject) -> Result<(), kube::Error> {
+    triage_api(client.clone(), ns)
+        .create(&PostParams::default(), obj)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn the_admission_policy_keeps_triages_in_their_tenancy_and_approvers_within_their_rights() {
+    let team_a = TestNs::new("chart-team-a").await;
+    let team_b = TestNs::new("chart-team-b").await;
+    let central = TestNs::new("chart-central").await;
+    team_a.cluster.install_crds();
+    let (a, b, c) = (&team_a.name, &team_b.name, &central.name);
+    let release = a;
+    let fullname = format!("{release}-alert-triage-operator");
+    let docs = documents(
+        &render(
+            release,
+            a,
+            &[
+                set_list("watchNamespaces", &[a, b, c]),
+                set_list("adminNamespaces", &[c]),
+            ],
+        )
+        .await,
+    );
+    let wanted = [
+        format!("{fullname}-approval"),
+        format!("{fullname}-tenancy"),
+        format!("{fullname}-approver"),
+    ];
+    let policy: Vec<&Value> = of_kind(
+        &docs,
+        &[
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ClusterRole",
+        ],
+    )
+    .into_iter()
+    .filter(|d| wanted.iter().any(|w| d["metadata"]["name"] == w.as_str()))
+    .collect();
+    assert_eq!(
+        policy.len(),
+        5,
+        "two policies, two bindings, one ClusterRole"
+    );
+    let _cleanup = cleanup(&policy);
+    apply_ok(&policy, &[]);
+
+    // Users named after the test, so tests side by side never share RBAC.
+    let ann = format!("{a}-ann"); // team A only
+    let cy = format!("{a}-cy"); // central SRE
+    let ed = format!("{a}-ed"); // approver
+    for ns in [&team_a, &team_b, &central] {
+        ns.kubectl_ok(&[
+            "create",
+            "role",
+            "triage-editor",
+            "--verb=get,list,create,update,patch",
+            "--resource=alerttriages.triage.dev",
+        ]);
+        ns.kubectl_ok(&[
+            "create",
+            "role",
+            "pod-lister",
+            "--verb=list",
+            "--resource=pods",
+        ]);
+        ns.kubectl_ok(&[
+            "create",
+            "role",
+            "log-reader",
+            "--verb=get",
+            "--resource=pods/log",
+        ]);
+        ns.kubectl_ok(&[
+            "create",
+            "role",
+            "pod-evicter",
+            "--verb=create",
+            "--resource=pods/eviction",
+        ]);
+    }
+    let bind = |ns: &TestNs, binding: &str, role: &str, user: &str| {
+        ns.kubectl_ok(&[
+            "create",
+            "rolebinding",
+            binding,
+            &format!("--role={role}"),
+            &format!("--user={user}"),
+        ]);
+    };
+    bind(&team_a, "ann-edits", "triage-editor", &ann);
+    bind(&team_a, "ann-lists", "pod-lister", &ann);
+    bind(&team_a, "ann-reads", "log-reader", &ann);
+    bind(&central, "cy-edits", "triage-editor", &cy);
+    team_a.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "ed-approves",
+        &format!("--clusterrole={fullname}-approver"),
+        &format!("--user={ed}"),
+    ]);
+    central.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "ed-approves",
+        &format!("--clusterrole={fullname}-approver"),
+        &format!("--user={ed}"),
+    ]);
+    let ann_client = team_a.cluster.impersonating(&ann, &[]).await;
+    let cy_client = team_a.cluster.impersonating(&cy, &[]).await;
+    let ed_client = team_a.cluster.impersonating(&ed, &[]).await;
+    let admin = team_a.client.clone();
+
+    // In force once a dry run of the cross-namespace triage is refused by the policy.
+    eventually(Duration::from_secs(30), || {
+        let ann_client = ann_client.clone();
+        let a = a.clone();
+        let obj = targeting("probe", Some(b));
+        async move {
+            let dry_run = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            match triage_api(ann_client, &a).create(&dry_run, &obj).await {
+                Err(kube::Error::Api(s))
+                    if s.code == 403 && s.message.contains("ValidatingAdmissionPolicy") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("not refused yet: {other:?}")),
+            }
+        }
+    })
+    .await;
+
+    // Team A's user cannot reach into team B, on create or by editing; nor can an administrator
+    // outside the admin namespaces.
+    let own_ns_only: [&str; 3] = [
+        "spec.target.namespace must be this AlertTriage's own namespace",
+        &format!("({a}), not {b}"),
+        &format!("adminNamespaces ({c})"),
+    ];
+    refused(
+        create_as(&ann_client, a, &targeting("cross", Some(b))).await,
+        &own_ns_only,
+    );
+    refused(
+        create_as(&admin, a, &targeting("cross", Some(b))).await,
+        &own_ns_only,
+    );
+    create_as(&ann_client, a, &targeting("own", Some(a)))
+        .await
+        .expect("a triage naming its own namespace");
+    create_as(&ann_client, a, &targeting("implicit", None))
+        .await
+        .expect("a triage in its own namespace");
+    let retarget = json!({"spec": {"target": {"namespace": b}}});
+    refused(
+        triage_api(ann_client.clone(), a)
+            .patch("own", &PatchParams::default(), &Patch::Merge(&retarget))
+            .await
+            .map(|_| ()),
+        &own_ns_only,
+    );
+
+    // The central namespace may target team B, for someone who may read team B's pods and logs.
+    let lacks_reads: [&str; 2] = [
+        &format!("\"{cy}\" may not triage pods in namespace {b}"),
+        "list pods and get pods/log",
+    ];
+    refused(
+        create_as(&cy_client, c, &targeting("central", Some(b))).await,
+        &lacks_reads,
+    );
+    bind(&team_b, "cy-lists", "pod-lister", &cy);
+    refused(
+        create_as(&cy_client, c, &targeting("central", Some(b))).await,
+        &lacks_reads,
+    );
+    bind(&team_b, "cy-reads", "log-reader", &cy);
+    eventually(Duration::from_secs(10), || async {
+        create_as(&cy_client, c, &targeting("central", Some(b)))
+            .await
+            .map_err(|e| format!("{e}"))
+    })
+    .await;
+
+    // Approving takes the right to evict in the target namespace, not only the approve verb.
+    let cannot_evict = |ns: &str| {
+        [
+            format!("\"{ed}\" may not approve evicting a pod in namespace {ns}"),
+            "create pods/eviction".to_string(),
+        ]
+    };
+    let says = cannot_evict(a);
+    refused(
+        set_approval(ed_client.clone(), a, "own", &ed).await,
+        &says.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    bind(&team_a, "ed-evicts", "pod-evicter", &ed);
+    eventually(Duration::from_secs(10), || async {
+        set_approval(ed_client.clone(), a, "own", &ed)
+            .await
+            .map_err(|e| format!("{e}"))
+    })
+    .await;
+    // A central triage over team B: evicting in the central namespace is not enough. Reading
+    // team B is granted, so only the eviction check can refuse.
+    bind(&team_b, "ed-lists", "pod-lister", &ed);
+    bind(&team_b, "ed-reads", "log-reader", &ed);
+    bind(&central, "ed-evicts", "pod-evicter", &ed);
+    let says = cannot_evict(b);
+    refused(
+        set_approval(ed_client.clone(), c, "central", &ed).await,
+        &says.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    bind(&team_b, "ed-evicts", "pod-evicter", &ed);
+    eventually(Duration::from_secs(10), || async {
+        set_approval(ed_client.clone(), c, "central", &ed)
+            .await
+            .map_err(|e| format!("{e}"))
+    })
+    .await;
 }

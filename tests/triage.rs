@@ -535,6 +535,24 @@ async fn malformed_objects_are_refused_by_the_api_server_naming_the_field() {
             "spec.target.selector.matchExpressions[0]",
         ),
         (
+            "selector that only excludes",
+            json!({"target": {"selector": {"matchLabels": null, "matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}}}),
+            "spec.target.selector",
+        ),
+        (
+            "selector of NotIn and Exists",
+            json!({"target": {"selector": {"matchLabels": null, "matchExpressions": [
+                {"key": "zone", "operator": "NotIn", "values": ["a"]},
+                {"key": "app", "operator": "Exists"}
+            ]}}}),
+            "target.selector must require at least one label",
+        ),
+        (
+            "empty selector",
+            json!({"target": {"selector": {"matchLabels": null}}}),
+            "target.selector must require at least one label",
+        ),
+        (
             "selector with an invalid label key",
             json!({"target": {"selector": {"matchLabels": {"bad key!": "a"}}}}),
             "spec.target.selector.matchLabels",
@@ -557,11 +575,18 @@ async fn malformed_objects_are_refused_by_the_api_server_naming_the_field() {
             "{what}: message does not name {field}: {stderr}"
         );
     }
-    // And a good one is accepted, so the refusals above are about the fields.
-    let ok = json!({"apiVersion": "triage.dev/v1alpha1", "kind": "AlertTriage", "metadata": {"name": "good"}, "spec": base});
-    let file = std::env::temp_dir().join(format!("{}-good.json", ns.name));
-    std::fs::write(&file, ok.to_string()).unwrap();
-    ns.kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
+    // And good ones are accepted, so the refusals above are about the fields: an `In` selects
+    // positively as well as matchLabels does.
+    let in_only = json!({"alert": {"name": "x"}, "target": {"selector": {"matchExpressions": [
+        {"key": "app", "operator": "In", "values": ["a"]},
+        {"key": "canary", "operator": "DoesNotExist"}
+    ]}}});
+    for (name, spec) in [("good", base), ("good-in", in_only)] {
+        let ok = json!({"apiVersion": "triage.dev/v1alpha1", "kind": "AlertTriage", "metadata": {"name": name}, "spec": spec});
+        let file = std::env::temp_dir().join(format!("{}-{name}.json", ns.name));
+        std::fs::write(&file, ok.to_string()).unwrap();
+        ns.kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
+    }
 }
 
 fn merge(into: &mut Value, patch: &Value) {

@@ -4,10 +4,10 @@
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    LocalSubjectAccessReview, ResourceAttributes, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::PostParams;
+use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 
 use super::resolve::Resolved;
@@ -109,7 +109,7 @@ async fn workload_of(ctx: &Context, namespace: &str, pod: &Pod) -> Result<String
     Ok(format!("{namespace}/{}/{}", owner.kind, owner.name))
 }
 
-/// Asks the API server whether `approver` may itself remove `pod` the way the operator is
+/// Asks the API server (a LocalSubjectAccessReview) whether `approver` may itself remove `pod` the way the operator is
 /// about to (`create pods/eviction`, or `delete pods` with plain deletion). `Err` carries why
 /// not, in the authorizer's words.
 pub async fn approver_may_remove(
@@ -123,7 +123,12 @@ pub async fn approver_may_remove(
     } else {
         ("create", Some("eviction".to_string()))
     };
-    let review = SubjectAccessReview {
+    // A namespaced review: the operator may create it wherever it may act, in either mode.
+    let review = LocalSubjectAccessReview {
+        metadata: ObjectMeta {
+            namespace: Some(namespace.to_string()),
+            ..ObjectMeta::default()
+        },
         spec: SubjectAccessReviewSpec {
             user: Some(approver.to_string()),
             resource_attributes: Some(ResourceAttributes {
@@ -137,9 +142,9 @@ pub async fn approver_may_remove(
             }),
             ..SubjectAccessReviewSpec::default()
         },
-        ..SubjectAccessReview::default()
+        status: None,
     };
-    let api: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
+    let api: Api<LocalSubjectAccessReview> = Api::namespaced(ctx.client.clone(), namespace);
     let answer = api.create(&PostParams::default(), &review).await?;
     let status = answer.status.unwrap_or_default();
     if status.allowed && status.denied != Some(true) {

@@ -13,9 +13,13 @@ const LABEL_VALUE: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$";
 const LABEL_KEY: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
 
 /// Selects pods by labels; both parts must match (AND).
+///
+/// It must select positively: at least one label required to equal a value (a `matchLabels`
+/// entry or an `In` expression). `NotIn`, `Exists` and `DoesNotExist` alone are satisfied by
+/// pods nobody meant, e.g. `x DoesNotExist` by every pod of the namespace.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)").message("selector must have matchLabels or matchExpressions; an empty selector would match every pod"))]
+#[x_kube(validation = kube::core::Rule::new("(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && self.matchExpressions.exists(e, e.operator == 'In' && has(e.values) && size(e.values) > 0))").message("target.selector must require at least one label to have a value (a matchLabels entry or a matchExpressions entry with operator In); with only NotIn, Exists or DoesNotExist, or nothing, it could match every pod of the namespace"))]
 pub struct TargetSelector {
     /// Label key to exact value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

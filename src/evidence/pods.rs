@@ -2,6 +2,8 @@
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
+use crate::redact::redact;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodFacts {
     pub name: String,
@@ -24,14 +26,17 @@ pub struct ContainerInfo {
 impl PodFacts {
     pub fn from_pod(pod: &Pod) -> Self {
         let statuses = container_statuses(pod);
-        let waiting_reason = statuses
-            .iter()
-            .find_map(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone());
+        // Reasons are free text in the pod's status (whoever writes pods/status sets them), and
+        // they are copied into the triage's status.
+        let waiting_reason = statuses.iter().find_map(|s| {
+            let reason = s.state.as_ref()?.waiting.as_ref()?.reason.as_deref()?;
+            Some(redact(reason).into_owned())
+        });
         let last_termination = statuses.iter().find_map(|s| {
             let t = s.last_state.as_ref()?.terminated.as_ref()?;
             Some(format!(
                 "{} (exit {})",
-                t.reason.as_deref().unwrap_or("Terminated"),
+                redact(t.reason.as_deref().unwrap_or("Terminated")),
                 t.exit_code
             ))
         });
@@ -138,6 +143,24 @@ mod tests {
                     restarts: 1
                 }
             ]
+        );
+    }
+
+    #[test]
+    fn reasons_are_stripped_of_escape_sequences() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "x"},
+            "status": {"containerStatuses": [
+                {"name": "app", "ready": false, "restartCount": 1, "image": "x", "imageID": "",
+                 "state": {"waiting": {"reason": "\u{1b}[31mCrashLoopBackOff\u{1b}[0m"}},
+                 "lastState": {"terminated": {"reason": "Error\u{7} password=p", "exitCode": 1}}}
+            ]}
+        }));
+        let f = PodFacts::from_pod(&p);
+        assert_eq!(f.waiting_reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(
+            f.last_termination.as_deref(),
+            Some("Error password=[REDACTED] (exit 1)")
         );
     }
 

@@ -43,6 +43,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     authentication::v1::{TokenRequest, TokenRequestSpec},
     core::v1::{Namespace, Pod, ServiceAccount},
+    rbac::v1::{Role, RoleBinding},
 };
 use kube::{
     Api, Client, Config,

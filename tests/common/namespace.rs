@@ -36,6 +36,36 @@ pub(super) fn unique_suffix() -> String {
         .collect()
 }
 
+/// The user the tests approve as; every test namespace lets them evict and delete pods, since
+/// the operator acts only with a power its approver has.
+pub const APPROVER: &str = "alice";
+
+/// Lets `user` evict and delete pods in `namespace`.
+pub async fn grant_approver(client: &Client, namespace: &str, user: &str) {
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": format!("approver-{user}")},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]},
+        ],
+    }))
+    .expect("a Role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("approver-{user}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("approver-{user}")},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .expect("a RoleBinding");
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap_or_else(|e| panic!("creating the approver Role in {namespace}: {e}"));
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap_or_else(|e| panic!("binding the approver Role in {namespace}: {e}"));
+}
+
 impl TestNs {
     /// Creates namespace `t-<test>-<random>` labelled `ato-test=true` and waits for its
     /// `default` ServiceAccount (pods are refused until it exists).
@@ -67,6 +97,7 @@ impl TestNs {
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
         let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
         eventually(Duration::from_secs(60), || sas.get("default")).await;
+        grant_approver(&client, &name, APPROVER).await;
         TestNs {
             name,
             client,

@@ -38,6 +38,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-ledger" (include "ato.fullname" .) }}
 {{- end }}
 
+{{/* Where the admission policies on AlertTriages apply (a binding's namespaceSelector). */}}
+{{- define "ato.policyNamespaces" -}}
+{{- $p := .Values.approvalPolicy }}
+{{- if $p.namespaceSelector }}
+namespaceSelector:
+  {{- toYaml $p.namespaceSelector | nindent 2 }}
+{{- else if .Values.watchNamespaces }}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: In
+      values: {{ toJson .Values.watchNamespaces }}
+{{- else }}
+namespaceSelector: {}
+{{- end }}
+{{- end }}
+
 {{/* The info ConfigMap's name, and its namespace when fixed ("" = the target namespace). */}}
 {{- define "ato.infoConfigMapName" -}}
 {{- $v := default "armada-info" .Values.operator.infoConfigMap }}
@@ -78,6 +95,11 @@ table and with the code: tests/chart.rs runs the operator with exactly these rul
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# Right before acting: may the approver evict that pod? (a namespaced review, so the same
+# rule works in namespaced mode)
+- apiGroups: [authorization.k8s.io]
+  resources: [localsubjectaccessreviews]
+  verbs: [create]
 {{- if not (include "ato.infoConfigMapNamespace" .) }}
 - apiGroups: [""]
   resources: [configmaps]
