@@ -349,8 +349,23 @@ async fn an_expired_proposal_cannot_be_approved() {
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     let t = wait_for_refusal(&ns, "net", "ProposalExpired").await;
     assert_eq!(t["status"]["phase"], "NoAction");
-    // Approving the dead proposal triages again and proposes anew; the old id acts on nothing.
+    // Approving the dead proposal acts on nothing and does not re-run the triage: it is
+    // ignored, visibly.
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    let t = wait_for_refusal(&ns, "net", "ProposalMismatch").await;
+    assert_eq!(t["status"]["phase"], "NoAction");
+    assert_eq!(t["status"]["proposal"]["id"], proposal["id"]);
+    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods));
+    // Removing the approval is how a person asks for a new triage: it proposes anew.
+    ns.kubectl_ok(&[
+        "patch",
+        "alerttriage",
+        "net",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/approval"}]"#,
+    ]);
     let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
     assert_ne!(t["status"]["proposal"]["id"], proposal["id"]);
     assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods));
@@ -526,7 +541,9 @@ async fn an_operator_wide_dry_run_never_acts() {
 async fn a_namespace_outside_the_operators_scope_is_not_acted_in() {
     let home = TestNs::new("rem-scope-home").await;
     let away = TestNs::new("rem-scope-away").await;
-    let _op = Operator::start(&home, &[]);
+    // The home namespace may target others, so what is checked here is the guardrail on the
+    // operator's own scope (--namespaces), not tenancy.
+    let _op = Operator::start(&home, &["--admin-namespaces", &home.name]);
     let pods = away.deploy(&Workload::new("web", 3), DEPLOY).await;
     give_app_logs(&away, &pods, vec![healthy(), network_failure(), healthy()]).await;
     let mut manifest = metering_triage("net", "web");
@@ -704,4 +721,132 @@ async fn the_release_binary_ignores_crash_points() {
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
     expect_remediated(&ns, &pods).await;
     assert!(!op.output().contains("paused for a crash test"));
+}
+
+/// Tenancy: a triage names another namespace as its target; without an admin namespace the
+/// operator refuses it, reads nothing there, and says why.
+#[tokio::test]
+async fn a_triage_cannot_reach_into_another_namespace() {
+    let home = TestNs::new("rem-tenant-a").await;
+    let away = TestNs::new("rem-tenant-b").await;
+    let _op = Operator::start(&home, &[]);
+    let pods = away.deploy(&Workload::new("web", 3), DEPLOY).await;
+    give_app_logs(&away, &pods, vec![healthy(), network_failure(), healthy()]).await;
+    let mut manifest = metering_triage("net", "web");
+    manifest["spec"]["target"]["namespace"] = away.name.clone().into();
+    create_triage(&home, manifest).await;
+    let t = wait_for_triage(&home, "net", VERDICT, |t| {
+        let c = condition(t, "Triaged");
+        if c["reason"] == "CrossNamespaceTarget" {
+            Ok(t.clone())
+        } else {
+            Err(format!("Triaged condition {c}"))
+        }
+    })
+    .await;
+    assert!(
+        t["status"]["evidence"].is_null(),
+        "read nothing: {}",
+        t["status"]
+    );
+    assert!(t["status"]["proposal"].is_null());
+    let message = condition(&t, "Triaged")["message"].as_str().unwrap();
+    assert!(message.contains(&away.name), "{message}");
+    events_with(&home, "net", &["CrossNamespaceTarget"]).await;
+    assert_eq!(ids(&live_pods(&away, "web").await), ids(&pods));
+}
+
+/// An approval is bound to the spec it approved: held by a guardrail, then the selector is
+/// changed (by anyone who may patch the triage) so that another Deployment's pods would count
+/// as ready siblings. The proposal is withdrawn, the new spec is triaged afresh, and nothing
+/// is evicted on the standing approval.
+#[tokio::test]
+async fn a_spec_change_withdraws_an_approved_proposal() {
+    let ns = TestNs::new("rem-rebind").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    for sibling in [&pods[0], &pods[2]] {
+        ns.patch_pod_status(
+            sibling.metadata.name.as_deref().unwrap(),
+            json!({"conditions": [{"type": "Ready", "status": "False", "reason": "Test"}]}),
+        )
+        .await;
+    }
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    wait_for_refusal(&ns, "net", "NoReadySibling").await;
+    let others = ns.deploy(&Workload::new("other", 2), DEPLOY).await;
+    give_app_logs(&ns, &others, vec![healthy(), healthy()]).await;
+    let patch = json!({"spec": {"target": {"selector": {"matchLabels": null, "matchExpressions": [
+        {"key": "app", "operator": "In", "values": ["web", "other"]}]}}}});
+    ns.kubectl_ok(&[
+        "patch",
+        "alerttriage",
+        "net",
+        "--type",
+        "merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+    let t = wait_for_triage(&ns, "net", VERDICT, |t| {
+        let fresh = t["status"]["observedGeneration"] == t["metadata"]["generation"];
+        let settled = t["status"]["phase"] != "Gathering";
+        if fresh && settled && condition(t, "Remediated")["reason"] == "ProposalWithdrawn" {
+            Ok(t.clone())
+        } else {
+            Err(format!("{}", t["status"]))
+        }
+    })
+    .await;
+    assert_ne!(t["status"]["proposal"]["id"], proposal["id"]);
+    assert!(t["status"]["remediation"].is_null());
+    events_with(&ns, "net", &["ProposalWithdrawn"]).await;
+    // The standing approval names the withdrawn proposal: nothing acts on it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods));
+    assert_eq!(ids(&live_pods(&ns, "other").await), ids(&others));
+    let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
+    assert!(t["status"]["remediation"].is_null());
+}
+
+/// An approval of something that is not waiting (here an escalation) is ignored, visibly, and
+/// does not run the triage again.
+#[tokio::test]
+async fn an_approval_with_no_proposal_waiting_is_ignored_visibly() {
+    let ns = TestNs::new("rem-noprop").await;
+    let _op = Operator::start(&ns, &[]);
+    let pods = ns.deploy(&Workload::new("web", 2), DEPLOY).await;
+    give_app_logs(&ns, &pods, vec![network_failure(), network_failure()]).await;
+    create_triage(&ns, metering_triage("net", "web")).await;
+    wait_for_phase(&ns, "net", &["Escalated"], VERDICT).await;
+    approve(&ns, "net", "delete-pod-000000000000", "alice");
+    let t = wait_for_refusal(&ns, "net", "ProposalMismatch").await;
+    assert_eq!(t["status"]["phase"], "Escalated");
+    assert_eq!(condition(&t, "ActionRequired")["status"], "True");
+    let events = events_with(&ns, "net", &["ProposalMismatch"]).await;
+    let gathering = events
+        .iter()
+        .filter(|e| e.starts_with("Gathering:"))
+        .count();
+    assert_eq!(gathering, 1, "not triaged again: {events:?}");
+    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods));
+}
+
+/// The operator never acts with a power the approver lacks: bob may patch the triage but not
+/// evict pods, so his approval is refused right before acting.
+#[tokio::test]
+async fn an_approver_who_may_not_evict_is_refused() {
+    let ns = TestNs::new("rem-sar").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "bob");
+    let t = assert_refused_and_untouched(&ns, "ApproverNotAllowed", &ids(&pods), "web").await;
+    let message = condition(&t, "Remediated")["message"].as_str().unwrap();
+    assert!(
+        message.contains("bob") && message.contains("evict"),
+        "{message}"
+    );
+    assert_eq!(
+        t["status"]["phase"], "AwaitingApproval",
+        "another approver may still approve"
+    );
 }
