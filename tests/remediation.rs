@@ -850,3 +850,113 @@ async fn an_approver_who_may_not_evict_is_refused() {
         "another approver may still approve"
     );
 }
+
+/// Status is not a record of intent: whoever may write `alerttriages/status` sets
+/// `phase: Remediating` naming a pod; the operator finds no such intent in its ledger, evicts
+/// nothing, and says so.
+#[tokio::test]
+async fn a_forged_remediating_status_evicts_nothing() {
+    let ns = TestNs::new("rem-forged").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    let victim = &pods[0];
+    let forged = json!({"status": {"phase": "Remediating", "remediation": {
+        "action": "EvictPod",
+        "proposal": proposal["id"],
+        "pod": victim.metadata.name,
+        "podUID": victim.metadata.uid,
+        "approvedBy": "mallory",
+        "outcome": "InProgress",
+        "startedAt": Timestamp::now().to_string(),
+    }}});
+    ns.kubectl_ok(&[
+        "patch",
+        "alerttriage",
+        "net",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        &forged.to_string(),
+    ]);
+    let t = wait_for_refusal(&ns, "net", "StatusMismatch").await;
+    assert_ne!(t["status"]["phase"], "Remediated");
+    let message = condition(&t, "Remediated")["message"].as_str().unwrap();
+    assert!(message.contains("ledger"), "{message}");
+    events_with(&ns, "net", &["StatusMismatch"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods));
+}
+
+/// A remediation in flight is pinned to the intent in the ledger: moving
+/// `spec.target.namespace` while a PodDisruptionBudget blocks the eviction redirects nothing.
+/// The approved pod is evicted in its own namespace once the budget allows, its replacement
+/// there is verified, and the other namespace's pods are never touched or taken for it.
+#[tokio::test]
+async fn a_blocked_remediation_is_not_redirected_by_a_spec_change() {
+    let ns = TestNs::new("rem-pinned").await;
+    let other = TestNs::new("rem-pinned-away").await;
+    let _op = Operator::start(&ns, &[]);
+    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}
+    }))
+    .unwrap();
+    ns.api().create(&PostParams::default(), &pdb).await.unwrap();
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    let elsewhere = other.deploy(&Workload::new("web", 2), DEPLOY).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    wait_for_triage(&ns, "net", REMEDIATION, |t| {
+        if t["status"]["remediation"]["outcome"] == "Blocked" {
+            Ok(())
+        } else {
+            Err(format!("{}", t["status"]))
+        }
+    })
+    .await;
+    let patch = json!({"spec": {"target": {"namespace": other.name}}});
+    ns.kubectl_ok(&["patch", "alerttriage", "net", "--type", "merge", "-p", &patch.to_string()]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods), "still blocked");
+    ns.kubectl_ok(&["delete", "pdb", "web"]);
+    let t = expect_remediated(&ns, &pods).await;
+    let replacement = t["status"]["remediation"]["replacement"].as_str().unwrap();
+    assert!(
+        !elsewhere
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(replacement)),
+        "{replacement} is in the other namespace"
+    );
+    assert_eq!(ids(&live_pods(&other, "web").await), ids(&elsewhere));
+}
+
+/// Two operators without leader election race the same approval: one eviction, one ledger
+/// entry, and a final record that says Remediated (no stale write from the loser replaces it).
+#[tokio::test]
+async fn two_operators_racing_one_approval_evict_once() {
+    let ns = TestNs::new("rem-race").await;
+    let first = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    let second = Operator::start(&ns, &[]);
+    second.wait_ready(Duration::from_secs(30)).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    expect_remediated(&ns, &pods).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let t = wait_for_phase(&ns, "net", &["Remediated"], VERDICT).await;
+    assert_eq!(t["status"]["remediation"]["outcome"], "Succeeded");
+    let ledger: ConfigMap = ns.api().get(LEDGER).await.unwrap();
+    let entries: Vec<Value> =
+        serde_json::from_str(&ledger.data.unwrap()["deletions.json"]).unwrap();
+    let ours = entries
+        .iter()
+        .filter(|e| e["proposal"] == proposal["id"])
+        .count();
+    assert_eq!(ours, 1, "{entries:?}");
+    let evicted = events_for(&ns, "net")
+        .await
+        .iter()
+        .filter(|e| e.starts_with("Evicted:"))
+        .count();
+    assert!(evicted <= 1, "evicted more than once");
+    drop((first, second));
+}

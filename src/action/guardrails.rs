@@ -188,6 +188,7 @@ mod tests {
             proposal: format!("p-{workload}-{mins_ago}"),
             pod_uid: "u".into(),
             triage: "ns/t".into(),
+            intent: None,
         }
     }
 

@@ -10,12 +10,14 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 
+use crate::crd::TargetSelector;
+
 const KEY: &str = "deletions.json";
 /// Entries older than this are dropped: they count for neither budget nor cooldown.
 const KEEP: SignedDuration = SignedDuration::from_hours(24);
 
 /// One deletion the operator committed to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
     pub at: Timestamp,
@@ -25,6 +27,34 @@ pub struct Entry {
     pub pod_uid: String,
     /// `namespace/name` of the AlertTriage.
     pub triage: String,
+    /// What the deletion is pinned to, written before acting; absent in entries written before
+    /// intents were kept here (they still count for budgets and cooldowns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Intent>,
+}
+
+/// The record of an approved deletion the operator committed to, in its own words: a
+/// remediation is carried out (or resumed after a restart) only from this, never from what an
+/// AlertTriage's status claims.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Intent {
+    #[serde(rename = "triageUID")]
+    pub triage_uid: String,
+    pub generation: i64,
+    pub namespace: String,
+    pub pod: String,
+    pub approved_by: String,
+    /// The runbook whose signature the replacement is checked for.
+    pub runbook: String,
+    /// The pods a replacement is looked for among.
+    pub selector: TargetSelector,
+    /// The evicted pod's controller, `Kind/name`; a replacement has the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// UIDs of that controller's other pods before the eviction: none of them is a replacement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods_before: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,6 +81,16 @@ impl Ledger {
             .iter()
             .filter(|e| e.workload == workload)
             .max_by_key(|e| e.at)
+    }
+
+    /// The entry the operator wrote for `proposal` of the triage with `triage_uid`.
+    pub fn intent_for(&self, triage_uid: &str, proposal: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| {
+            e.proposal == proposal
+                && e.intent
+                    .as_ref()
+                    .is_some_and(|i| i.triage_uid == triage_uid)
+        })
     }
 
     /// Adds an entry and forgets the ones too old to matter.
@@ -157,6 +197,7 @@ mod tests {
             proposal: format!("p-{at}"),
             pod_uid: "u".into(),
             triage: "ns/t".into(),
+            intent: None,
         }
     }
 

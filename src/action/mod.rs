@@ -14,7 +14,7 @@ use crate::crd::{Approval, Proposal};
 
 pub use executor::{EvictOutcome, evict};
 pub use guardrails::{Facts, Limits, PodNow, Target, check};
-pub use ledger::{Entry, Ledger, LedgerError, LedgerStore};
+pub use ledger::{Entry, Intent, Ledger, LedgerError, LedgerStore};
 
 /// Why the operator will not act. Each is shown as a condition reason and an Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +277,19 @@ impl ApprovedPlan {
     pub fn approved_by(&self) -> &str {
         &self.approved_by
     }
+}
+
+/// The plan a ledger entry committed to: the operator wrote it from an [`ApprovedPlan`] before
+/// acting, so it is one. None for entries without an intent.
+pub fn pinned(entry: &Entry) -> Option<(ApprovedPlan, &Intent)> {
+    let intent = entry.intent.as_ref()?;
+    let plan = ApprovedPlan {
+        proposal: entry.proposal.clone(),
+        pod: intent.pod.clone(),
+        pod_uid: entry.pod_uid.clone(),
+        approved_by: intent.approved_by.clone(),
+    };
+    Some((plan, intent))
 }
 
 /// Checks the approval against the current proposal as of `at` (now, or when the recorded

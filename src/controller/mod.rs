@@ -44,6 +44,8 @@ pub const MANAGER: &str = "alert-triage-operator";
 pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("AlertTriage {0} changed since it was read; deciding again on a fresh read")]
+    Conflict(String),
     #[error("gathering evidence: {0}")]
     Evidence(#[from] crate::evidence::Error),
     #[error("deletion ledger: {0}")]
@@ -57,6 +59,7 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
+            Error::Conflict(_) => "conflict",
             Error::Evidence(_) => "evidence",
             Error::InfoConfigMap { .. } => "info_configmap",
             Error::Ledger(_) => "ledger",
@@ -67,7 +70,9 @@ impl Error {
     /// try again at once with a fresh read. The API server or a kubelet failed: give it time.
     pub fn retry_after(&self) -> Duration {
         match self {
-            Error::Ledger(crate::action::LedgerError::Conflict(_)) => Duration::from_secs(1),
+            Error::Ledger(crate::action::LedgerError::Conflict(_)) | Error::Conflict(_) => {
+                Duration::from_secs(1)
+            }
             Error::Ledger(_) | Error::Kube(_) => Duration::from_secs(15),
             Error::Evidence(_) | Error::InfoConfigMap { .. } => Duration::from_secs(30),
         }
@@ -203,11 +208,14 @@ async fn measured(obj: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Action, Er
 /// long as the error's category suggests.
 fn error_policy(obj: Arc<AlertTriage>, err: &Error, ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "will retry");
-    let message = err.to_string();
-    let category = err.category();
-    tokio::spawn(async move {
-        record::reconcile_error(&ctx, &obj, category, &message).await;
-    });
+    // Losing a race to a newer write is how conditional writes work, not a fault to report.
+    if !matches!(err, Error::Conflict(_)) {
+        let message = err.to_string();
+        let category = err.category();
+        tokio::spawn(async move {
+            record::reconcile_error(&ctx, &obj, category, &message).await;
+        });
+    }
     Action::requeue(err.retry_after())
 }
 

@@ -2,6 +2,8 @@
 //! under one field manager, capped in size) and its Events. A phase change always comes with an
 //! Event, and everything written is redacted first.
 
+use std::sync::Mutex;
+
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -47,12 +49,25 @@ pub struct Record<'a> {
     ctx: &'a Context,
     obj: &'a AlertTriage,
     api: Api<AlertTriage>,
+    /// The resourceVersion the next write is conditional on: the one this reconcile decided
+    /// from, then the one of its own last write.
+    version: Mutex<Option<String>>,
 }
 
 impl<'a> Record<'a> {
     pub fn new(ctx: &'a Context, obj: &'a AlertTriage) -> Self {
         let api = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-        Record { ctx, obj, api }
+        Record {
+            ctx,
+            obj,
+            api,
+            version: Mutex::new(obj.metadata.resource_version.clone()),
+        }
+    }
+
+    /// The triage this records for.
+    pub fn triage(&self) -> &AlertTriage {
+        self.obj
     }
 
     /// Writes `status` and then publishes `note`, if any. A phase change without a note of its
@@ -63,18 +78,32 @@ impl<'a> Record<'a> {
         note: Option<Note>,
     ) -> Result<AlertTriageStatus, Error> {
         fit(&mut status, self.ctx.config.status_byte_limit);
+        let version = self
+            .version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        // Conditional on what was decided from: a reconcile that read an older object (a
+        // replica that lost a race, a stale retry) cannot overwrite a newer record.
         let patch = serde_json::json!({
             "apiVersion": AlertTriage::api_version(&()),
             "kind": AlertTriage::kind(&()),
+            "metadata": {"resourceVersion": version},
             "status": status,
         });
-        self.api
+        let written = self
+            .api
             .patch_status(
                 &self.obj.name_any(),
                 &PatchParams::apply(MANAGER).force(),
                 &Patch::Apply(&patch),
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 409 => Error::Conflict(self.obj.name_any()),
+                other => Error::Kube(other),
+            })?;
+        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = written.metadata.resource_version;
         let before = self.obj.status.as_ref().and_then(|s| s.phase);
         let note = match (note, status.phase) {
             (Some(note), _) => Some(note),

@@ -20,11 +20,11 @@ use super::conditions::{REMEDIATED, set_one, set_remediation};
 use super::facts::{self, GuardFacts, ledger_store};
 use super::phase::{self, Outcome};
 use super::record::{Note, Record};
-use super::resolve::{Resolved, resolve};
+use super::resolve::resolve;
 use super::triage::stall;
-use super::verify::{ACTION_LABEL, finish, verify};
+use super::verify::{ACTION_LABEL, finish, status_mismatch, verify};
 use super::{Context, Error};
-use crate::action::{self, ApprovedPlan, EvictOutcome, Refusal, Target};
+use crate::action::{self, ApprovedPlan, EvictOutcome, Intent, Ledger, Refusal, Target};
 use crate::crash;
 use crate::crd::{
     AlertTriage, AlertTriageStatus, Remediation, RemediationAction, RemediationOutcome,
@@ -56,6 +56,12 @@ pub async fn act(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Act
     ctx.metrics
         .log_bytes(gathered.pods.iter().map(|p| p.findings.bytes).sum());
     let read = GuardFacts::read(ctx, &resolved, plan.pod(), &gathered).await?;
+    let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+    if read.ledger.intent_for(uid, plan.proposal()).is_some() {
+        // Another replica committed to this proposal first; its status write is on its way
+        // and the next reconcile resumes from its intent.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     if let Err(refusal) = action::check(
         Target::from(&plan),
         &read.facts(&resolved, now),
@@ -112,7 +118,7 @@ pub async fn act(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Act
             outcome: RemediationOutcome::DryRun,
             message: message.clone(),
             finished_at: Some(Time(now)),
-            ..intent(&plan, action, now)
+            ..remediation_intent(&plan, action, now)
         });
         set_remediation(&mut status, &previous, now, false, "DryRun", &message);
         record
@@ -122,7 +128,25 @@ pub async fn act(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Act
         return Ok(Action::await_change());
     }
 
-    // Spend the budget first: a crash after this costs one unit of budget, never a second pod.
+    // Spend the budget and record the intent first: a crash after this costs one unit of
+    // budget, never a second pod, and a restart resumes from this entry, not from status.
+    let owner = read.pod.as_ref().and_then(controller_of);
+    let intent = Intent {
+        triage_uid: obj.metadata.uid.clone().unwrap_or_default(),
+        generation: obj.metadata.generation.unwrap_or_default(),
+        namespace: resolved.namespace.clone(),
+        pod: plan.pod().to_string(),
+        approved_by: plan.approved_by().to_string(),
+        runbook: resolved.runbook.id().to_string(),
+        selector: resolved.selector.clone(),
+        pods_before: gathered
+            .pods
+            .iter()
+            .filter(|p| p.facts.uid != plan.pod_uid() && p.facts.owner == owner)
+            .map(|p| p.facts.uid.clone())
+            .collect(),
+        owner,
+    };
     let mut ledger = read.ledger;
     ledger.record(action::Entry {
         at: now,
@@ -130,13 +154,14 @@ pub async fn act(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Act
         proposal: plan.proposal().to_string(),
         pod_uid: plan.pod_uid().to_string(),
         triage: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+        intent: Some(intent.clone()),
     });
     ledger_store(ctx).save(&ledger).await?;
 
     let mut status = previous.clone();
     status.phase = Some(phase::after(Outcome::IntentRecorded));
     status.observed_generation = obj.metadata.generation;
-    status.remediation = Some(intent(&plan, action, now));
+    status.remediation = Some(remediation_intent(&plan, action, now));
     let message = format!(
         "removing pod {} (UID {}) as approved by {} (proposal {})",
         plan.pod(),
@@ -149,45 +174,44 @@ pub async fn act(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Act
         .write(status, Some(Note::normal("Remediating", message)))
         .await?;
     crash::point("after-intent").await;
-    execute(&record, obj, ctx, &resolved, &plan, status).await
+    execute(&record, ctx, &plan, &intent, status).await
 }
 
-/// Phase `Remediating` without a confirmed eviction: carry on from the recorded intent,
-/// whatever the generation.
+/// The controlling owner of a pod, as `Kind/name` (the form evidence records).
+fn controller_of(pod: &Pod) -> Option<String> {
+    pod.owner_references()
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| format!("{}/{}", r.kind, r.name))
+}
+
+/// Phase `Remediating` without a confirmed eviction: carry on from the intent the operator
+/// recorded in its ledger, whatever the generation. The spec cannot redirect it, and a status
+/// that claims an intent the ledger does not hold is refused.
 #[instrument(skip_all, fields(triage = %obj.name_any()))]
 pub async fn resume(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     let record = Record::new(ctx, obj);
     let status = obj.status.clone().unwrap_or_default();
-    let Some(remediation) = status.remediation.clone() else {
-        return Ok(Action::await_change());
+    let ledger = ledger_store(ctx).load().await?;
+    let (plan, intent) = match pinned_intent(obj, &ledger) {
+        Ok(pinned) => pinned,
+        Err(why) => return status_mismatch(&record, ctx, status, &why, now).await,
     };
-    let resolved = match resolve(obj, ctx) {
-        Ok(r) => r,
-        Err(u) => {
-            let reason = format!("the triage can no longer be resolved: {}", u.message);
-            return finish(&record, ctx, status, false, &reason, None, now).await;
-        }
-    };
-    let started = remediation.started_at.as_ref().map_or(now, |t| t.0);
-    // The approval is checked as of when the intent was recorded: an approval withdrawn or
-    // changed since then stops an eviction that has not happened yet.
-    let plan = match action::approve(
-        obj.spec.approval.as_ref(),
-        status.proposal.as_ref(),
-        started,
-    ) {
-        Ok(p) => p,
-        Err(refusal) => {
-            let reason = format!("not evicted: {}", refusal.message());
-            return finish(&record, ctx, status, false, &reason, None, now).await;
-        }
-    };
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &resolved.namespace);
+    // An approval withdrawn or changed since the intent was recorded stops an eviction that
+    // has not happened yet.
+    if obj.spec.approval.as_ref().map(|a| a.proposal.as_str()) != Some(plan.proposal()) {
+        let reason = format!(
+            "not evicted: the approval of proposal {} was withdrawn or changed before the eviction",
+            plan.proposal()
+        );
+        return finish(&record, ctx, status, false, &reason, None, now).await;
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &intent.namespace);
     let still_there = pods.get_opt(plan.pod()).await?.filter(|p| {
         p.uid().as_deref() == Some(plan.pod_uid()) && p.metadata.deletion_timestamp.is_none()
     });
     if still_there.is_some() {
-        return execute(&record, obj, ctx, &resolved, &plan, status).await;
+        return execute(&record, ctx, &plan, &intent, status).await;
     }
     // The pod with that UID is terminating or gone: the eviction was accepted before a restart
     // (or someone else removed it). Either way it must not be evicted again.
@@ -195,26 +219,76 @@ pub async fn resume(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         pod = plan.pod(),
         "the approved pod is already going; verifying"
     );
-    let mut status = status;
+    already_going(
+        &record,
+        ctx,
+        &intent,
+        status,
+        "the pod was already terminating or gone when the operator resumed",
+        now,
+    )
+    .await
+}
+
+/// The ledger's intent for the remediation status names, or why there is none.
+pub(super) fn pinned_intent(
+    obj: &AlertTriage,
+    ledger: &Ledger,
+) -> Result<(ApprovedPlan, Intent), String> {
+    let remediation = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.remediation.as_ref())
+        .ok_or("status names no remediation")?;
+    let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+    let entry = ledger.intent_for(uid, &remediation.proposal).ok_or_else(|| {
+        format!(
+            "status says proposal {:?} (pod {}, UID {}) is being carried out, but the operator's ledger holds no such intent for this triage",
+            remediation.proposal, remediation.pod, remediation.pod_uid
+        )
+    })?;
+    let (plan, intent) = action::pinned(entry).ok_or("the ledger entry has no intent")?;
+    if plan.pod_uid() != remediation.pod_uid || plan.pod() != remediation.pod {
+        return Err(format!(
+            "status names pod {} (UID {}) but the ledger's intent for proposal {} is pod {} (UID {})",
+            remediation.pod,
+            remediation.pod_uid,
+            plan.proposal(),
+            plan.pod(),
+            plan.pod_uid()
+        ));
+    }
+    Ok((plan, intent.clone()))
+}
+
+/// Records that the approved pod went away without our eviction call (or before its answer),
+/// then looks for the replacement.
+async fn already_going(
+    record: &Record<'_>,
+    ctx: &Context,
+    intent: &Intent,
+    mut status: AlertTriageStatus,
+    why: &str,
+    now: Timestamp,
+) -> Result<Action, Error> {
     if let Some(r) = status.remediation.as_mut() {
         r.evicted_at = Some(Time(now));
         r.outcome = RemediationOutcome::InProgress;
-        r.message = "the pod was already terminating or gone when the operator resumed; waiting for a replacement".into();
+        r.message = format!("{why}; waiting for a replacement");
     }
     let status = record.write(status, None).await?;
-    verify(&record, obj, ctx, &resolved, status, now).await
+    verify(record, ctx, intent, status, now).await
 }
 
 /// The eviction call and what follows from its answer.
 async fn execute(
     record: &Record<'_>,
-    obj: &AlertTriage,
     ctx: &Context,
-    resolved: &Resolved,
     plan: &ApprovedPlan,
+    intent: &Intent,
     mut status: AlertTriageStatus,
 ) -> Result<Action, Error> {
-    let pods: Api<Pod> = Api::namespaced(ctx.eviction_client.clone(), &resolved.namespace);
+    let pods: Api<Pod> = Api::namespaced(ctx.eviction_client.clone(), &intent.namespace);
     let outcome = action::evict(&pods, plan, ctx.config.allow_pod_delete).await?;
     crash::point("after-evict").await;
     let now = ctx.clock.now().await;
@@ -236,8 +310,8 @@ async fn execute(
             let status = record
                 .write(status, Some(Note::normal("Evicted", message)))
                 .await?;
-            record.event_on_pod(&resolved.namespace, plan).await;
-            verify(record, obj, ctx, resolved, status, now).await
+            record.event_on_pod(&intent.namespace, plan).await;
+            verify(record, ctx, intent, status, now).await
         }
         EvictOutcome::Blocked(why) => {
             ctx.metrics.action(ACTION_LABEL, "Blocked");
@@ -259,12 +333,14 @@ async fn execute(
             Ok(Action::requeue(BLOCKED_RETRY))
         }
         EvictOutcome::Gone(why) => {
+            // Gone before our call landed: removed by someone else, or by another replica
+            // acting on the same intent. Not evicted again; the replacement decides.
             ctx.metrics.action(ACTION_LABEL, "Gone");
-            let reason = format!(
-                "pod {} was gone or replaced before it could be evicted ({why}); nothing was evicted",
+            let why = format!(
+                "pod {} was gone or replaced before this eviction call ({why}); nothing more was evicted",
                 plan.pod()
             );
-            finish(record, ctx, status, false, &reason, None, now).await
+            already_going(record, ctx, intent, status, &why, now).await
         }
     }
 }
@@ -363,7 +439,11 @@ pub async fn expire(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
     .await
 }
 
-fn intent(plan: &ApprovedPlan, action: RemediationAction, now: Timestamp) -> Remediation {
+fn remediation_intent(
+    plan: &ApprovedPlan,
+    action: RemediationAction,
+    now: Timestamp,
+) -> Remediation {
     Remediation {
         action,
         proposal: plan.proposal().into(),

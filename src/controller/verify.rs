@@ -11,19 +11,23 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::conditions::set_remediation;
+use super::facts::ledger_store;
 use super::phase::{self, Outcome};
 use super::record::{Note, Record};
-use super::resolve::{Resolved, resolve};
+use super::remediate::pinned_intent;
 use super::{Context, Error};
+use crate::action::Intent;
 use crate::crash;
 use crate::crd::{AlertTriage, AlertTriageStatus, RemediationOutcome};
-use crate::evidence::{self, is_ready};
+use crate::evidence::{self, Plan, PodFacts, is_ready};
+use crate::runbook::CompiledRunbook;
 
 const POLL: Duration = Duration::from_secs(3);
 /// The `action` label of the actions metric, whichever API removes the pod.
 pub(super) const ACTION_LABEL: &str = "DeletePod";
 
-/// Phase `Remediating` after the eviction was accepted, whatever the generation.
+/// Phase `Remediating` after the eviction was accepted, whatever the generation: judged
+/// against the intent in the operator's ledger, never against what status or spec say now.
 pub async fn check_replacement(
     obj: &AlertTriage,
     ctx: &Context,
@@ -31,21 +35,20 @@ pub async fn check_replacement(
 ) -> Result<Action, Error> {
     let record = Record::new(ctx, obj);
     let status = obj.status.clone().unwrap_or_default();
-    match resolve(obj, ctx) {
-        Ok(resolved) => verify(&record, obj, ctx, &resolved, status, now).await,
-        Err(u) => {
-            let reason = format!("the triage can no longer be resolved: {}", u.message);
-            finish(&record, ctx, status, false, &reason, None, now).await
-        }
+    let ledger = ledger_store(ctx).load().await?;
+    match pinned_intent(obj, &ledger) {
+        Ok((_, intent)) => verify(&record, ctx, &intent, status, now).await,
+        Err(why) => status_mismatch(&record, ctx, status, &why, now).await,
     }
 }
 
-/// Looks for a Ready replacement and judges it once it has settled.
+/// Looks for a Ready replacement and judges it once it has settled. A replacement is a pod of
+/// the evicted one's controller that did not exist before the eviction: identified by UIDs,
+/// never by comparing timestamps.
 pub async fn verify(
     record: &Record<'_>,
-    obj: &AlertTriage,
     ctx: &Context,
-    resolved: &Resolved,
+    intent: &Intent,
     status: AlertTriageStatus,
     now: Timestamp,
 ) -> Result<Action, Error> {
@@ -54,22 +57,18 @@ pub async fn verify(
         return Ok(Action::await_change());
     };
     let evicted_at = remediation.evicted_at.as_ref().map_or(now, |t| t.0);
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &resolved.namespace);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &intent.namespace);
     let list = pods
-        .list(&ListParams::default().labels(&resolved.selector.to_query()))
+        .list(&ListParams::default().labels(&intent.selector.to_query()))
         .await?;
-    // A replacement is a pod the evicted one's controller created after the eviction.
-    let slack = SignedDuration::from_secs(2);
     let mut replacements: Vec<Pod> = list
         .items
         .into_iter()
-        .filter(|p| p.uid().as_deref() != Some(remediation.pod_uid.as_str()))
         .filter(|p| {
-            p.metadata
-                .creation_timestamp
-                .as_ref()
-                .is_some_and(|t| t.0 + slack >= evicted_at)
+            let uid = p.uid().unwrap_or_default();
+            uid != remediation.pod_uid && !intent.pods_before.contains(&uid)
         })
+        .filter(|p| PodFacts::from_pod(p).owner == intent.owner)
         .filter(is_ready)
         .collect();
     replacements.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
@@ -104,13 +103,26 @@ pub async fn verify(
         let wait = Duration::try_from(settled_at.duration_since(now)).unwrap_or(POLL);
         return Ok(Action::requeue(wait.min(POLL)));
     }
-    let mut plan = resolved.plan(obj, ctx, now);
-    plan.since = replacement
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or(evicted_at, |t| t.0);
-    let scanned = evidence::scan_one(&ctx.client, &plan, replacement, &resolved.compiled).await;
+    let compiled = match compiled_runbook(record.triage(), ctx, &intent.runbook) {
+        Ok(c) => c,
+        Err(why) => {
+            let reason = format!("replacement pod {name} could not be checked: {why}");
+            return finish(record, ctx, status, false, &reason, Some(name), now).await;
+        }
+    };
+    let plan = Plan {
+        namespace: intent.namespace.clone(),
+        selector: intent.selector.clone(),
+        container: record.triage().spec.target.container.clone(),
+        since: replacement
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(evicted_at, |t| t.0),
+        log_byte_limit: ctx.config.log_byte_limit,
+        concurrency: ctx.config.pod_concurrency,
+    };
+    let scanned = evidence::scan_one(&ctx.client, &plan, replacement, &compiled).await;
     ctx.metrics.log_bytes(scanned.findings.bytes);
     let failures = scanned.findings.failures();
     if failures > 0 {
@@ -150,12 +162,73 @@ fn ready_since(pod: &Pod) -> Option<Timestamp> {
         .map(|t| t.0)
 }
 
+/// The runbook the intent names, compiled for the triage's alert.
+fn compiled_runbook(obj: &AlertTriage, ctx: &Context, id: &str) -> Result<CompiledRunbook, String> {
+    let runbook = ctx
+        .catalog
+        .select(Some(id), &obj.spec.alert)
+        .map_err(|e| e.to_string())?;
+    runbook.compile(&obj.spec.alert).map_err(|e| e.to_string())
+}
+
+/// Status claims a remediation the operator's ledger does not hold: nothing is done, and the
+/// record says so.
+pub async fn status_mismatch(
+    record: &Record<'_>,
+    ctx: &Context,
+    previous: AlertTriageStatus,
+    why: &str,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let message = format!("{why}; nothing was evicted");
+    end(
+        record,
+        ctx,
+        previous,
+        false,
+        "StatusMismatch",
+        &message,
+        None,
+        now,
+    )
+    .await
+}
+
 /// Records how the remediation ended.
 pub async fn finish(
     record: &Record<'_>,
     ctx: &Context,
     previous: AlertTriageStatus,
     succeeded: bool,
+    message: &str,
+    replacement: Option<String>,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let reason = if succeeded {
+        "Remediated"
+    } else {
+        "RemediationFailed"
+    };
+    end(
+        record,
+        ctx,
+        previous,
+        succeeded,
+        reason,
+        message,
+        replacement,
+        now,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn end(
+    record: &Record<'_>,
+    ctx: &Context,
+    previous: AlertTriageStatus,
+    succeeded: bool,
+    reason: &str,
     message: &str,
     replacement: Option<String>,
     now: Timestamp,
@@ -173,11 +246,6 @@ pub async fn finish(
         r.finished_at = Some(Time(now));
         r.replacement = replacement;
     }
-    let reason = if succeeded {
-        "Remediated"
-    } else {
-        "RemediationFailed"
-    };
     ctx.metrics.action(ACTION_LABEL, outcome.as_str());
     set_remediation(&mut status, &previous, now, succeeded, reason, message);
     let note = if succeeded {
