@@ -13,6 +13,7 @@
 //! test loudly; nothing is ever skipped.
 #![allow(dead_code)]
 
+pub mod helm;
 pub mod operator;
 pub mod scenario;
 
