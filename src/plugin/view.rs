@@ -307,7 +307,13 @@ fn bytes(n: u64) -> String {
 
 fn indent(text: &str, by: &str) -> String {
     text.lines()
-        .map(|l| format!("{by}{l}\n"))
+        .map(|l| {
+            if l.trim().is_empty() {
+                "\n".to_string()
+            } else {
+                format!("{by}{l}\n")
+            }
+        })
         .collect::<String>()
 }
 
@@ -463,8 +469,12 @@ pub fn why(t: &AlertTriage, now: Timestamp) -> String {
         if let Some(s) = &k.source {
             let _ = writeln!(out, "  source:         {s}");
         }
-        for (i, step) in k.steps.iter().enumerate() {
-            let _ = writeln!(out, "  {}. {step}", i + 1);
+        // The runbook's rotation steps are often its next steps, already printed above.
+        let next_steps = status.recommendation.as_ref().map(|r| &r.next_steps);
+        if next_steps != Some(&k.steps) {
+            for (i, step) in k.steps.iter().enumerate() {
+                let _ = writeln!(out, "  {}. {step}", i + 1);
+            }
         }
         for f in &k.follow_up {
             let _ = writeln!(out, "  then: {f}");
@@ -696,7 +706,7 @@ mod tests {
                                    "nextSteps": ["Delete pod web-1", "Watch the replacement"]},
                 "proposal": {"id": "delete-pod-abc", "action": "DeletePod", "pod": "web-1",
                              "podUID": "u-1", "expiresAt": "2026-01-02T03:12:00Z"},
-                "notification": {"title": "Metering delayed", "body": "Usage in us-south\nis delayed."},
+                "notification": {"title": "Metering delayed", "body": "Usage in us-south\n  \nis delayed."},
                 "conditions": [condition("Triaged", "True", "Classified", 2)]
             }),
         );
@@ -715,7 +725,7 @@ mod tests {
             "Next steps:\n  1. Delete pod web-1\n  2. Watch the replacement\n",
             "Proposal delete-pod-abc: delete pod web-1 (expires in 12m) (UID u-1)\n",
             "  approve it: kubectl triage approve net -n pay\n",
-            "Notice: Metering delayed\n  Usage in us-south\n  is delayed.\n",
+            "Notice: Metering delayed\n  Usage in us-south\n\n  is delayed.\n",
             "Conditions:\n  Triaged=True Classified: Classified message\n",
         ] {
             assert!(text.contains(part), "no {part:?} in\n{text}");
