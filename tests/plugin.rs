@@ -51,8 +51,12 @@ fn fails(out: Output, says: &[&str]) {
     }
 }
 
-fn healthy_log() -> Vec<String> {
-    vec!["Worker metering started".to_string()]
+/// Three `app=web` pods; the middle one shows network failures, so a triage proposes deleting it.
+async fn web_with_one_failing_pod(ns: &TestNs) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    let web = ns.deploy(&Workload::new("web", 3), DEPLOY).await;
+    let healthy = vec!["Worker metering started".to_string()];
+    give_app_logs(ns, &web, vec![healthy.clone(), network_failure(), healthy]).await;
+    web
 }
 
 /// The chart's approval policy, its binding (this namespace only) and the approver ClusterRole.
@@ -142,13 +146,7 @@ async fn list_why_and_approve_as_yourself_through_the_admission_policy() {
     let bob = ns.cluster.user_kubeconfig("bob");
     let _op = Operator::start(&ns, &[]);
 
-    let web = ns.deploy(&Workload::new("web", 3), DEPLOY).await;
-    give_app_logs(
-        &ns,
-        &web,
-        vec![healthy_log(), network_failure(), healthy_log()],
-    )
-    .await;
+    let web = web_with_one_failing_pod(&ns).await;
     let failing = web[1].metadata.name.clone().unwrap();
     // Created first, so without the ordering it would be listed first.
     create_triage(
@@ -312,13 +310,7 @@ async fn context_and_namespace_come_from_the_kubeconfig_unless_given() {
 async fn an_expired_proposal_cannot_be_approved() {
     let ns = TestNs::new("plugin-expired").await;
     let _op = Operator::start(&ns, &["--proposal-ttl", "2s"]);
-    let web = ns.deploy(&Workload::new("web", 3), DEPLOY).await;
-    give_app_logs(
-        &ns,
-        &web,
-        vec![healthy_log(), network_failure(), healthy_log()],
-    )
-    .await;
+    web_with_one_failing_pod(&ns).await;
     create_triage(&ns, metering_triage("late", "web")).await;
     let t = wait_for_triage(&ns, "late", VERDICT, |t| {
         let expired = t["status"]["conditions"]
