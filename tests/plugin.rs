@@ -226,6 +226,30 @@ async fn list_why_and_approve_as_yourself_through_the_admission_policy() {
         &["no terminal to ask on; pass --yes"],
     );
     assert!(approval_of(&ns, "net").await.is_null());
+    // On a terminal it asks; anything but y/yes approves nothing. `script` (util-linux) gives
+    // the plugin a terminal and types the answer.
+    let command = format!(
+        "{PLUGIN} --kubeconfig {} approve net -n {}",
+        alice.display(),
+        ns.name
+    );
+    let mut asked = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    use std::io::Write as _;
+    asked.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let asked = ok(asked.wait_with_output().unwrap());
+    assert!(
+        asked.contains(&format!(
+            "Approve proposal {proposal} (DeletePod pod {failing}) as alice? [y/N]"
+        )),
+        "{asked}"
+    );
+    assert!(asked.contains("Not approved; nothing changed."), "{asked}");
+    assert!(approval_of(&ns, "net").await.is_null());
     fails(
         plugin(&alice, &["approve", "quiet", "-n", &ns.name, "--yes"]),
         &["quiet has no proposal to approve (phase NoAction)"],
