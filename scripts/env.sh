@@ -7,6 +7,8 @@ KUBE_VERSION="v1.36.3"
 ETCD_VERSION="v3.6.8"
 KWOK_VERSION="v0.8.0"
 HELM_VERSION="v3.22.0"
+# promtool checks and unit-tests the chart's alerting rules (v0.315.0 is Prometheus 3.x's module).
+PROMTOOL_VERSION="v0.315.0"
 
 ATO_BIN="$ATO_CACHE/bin"
 # The simulated cluster's state: kubeconfig, PKI, pids and component logs.

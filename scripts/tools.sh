@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local test infrastructure from published Go modules into $ATO_CACHE/bin:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm and promtool;
+# and lua5.1 from apt-get when missing.
 # Idempotent: a tool whose stamp matches its pinned version is not rebuilt.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -86,7 +87,36 @@ build_helm() {
   stamp helm "$HELM_VERSION"
 }
 
+build_promtool() {
+  built promtool "$PROMTOOL_VERSION" && return
+  log "building promtool $PROMTOOL_VERSION (the first build takes about 5 minutes)"
+  local gomod
+  gomod=$(cd "$ATO_CACHE/src" && go mod download -json "github.com/prometheus/prometheus@$PROMTOOL_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -f "$gomod" ] || die "could not download github.com/prometheus/prometheus@$PROMTOOL_VERSION"
+  # Prometheus's go.mod has replace and exclude directives that only apply to its own module:
+  # the wrapper repeats them, read from that go.mod so they never go stale.
+  local replaces=() line
+  while read -r line; do replaces+=("$line"); done < <(sed -n 's/^replace \(.*=>.*\)/\1/p' "$gomod")
+  local dir; dir=$(wrapper promtool github.com/prometheus/prometheus "$PROMTOOL_VERSION" "${replaces[@]}")
+  awk '/^exclude \(/ { block = 1; next } block && /^\)/ { block = 0; next }
+       block && NF && $1 !~ /^\/\// { print "exclude " $1 " " $2 } /^exclude [^(]/ { print }' "$gomod" >> "$dir/go.mod"
+  (cd "$dir" && go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMTOOL_VERSION#v}" \
+    -o "$ATO_BIN/promtool" github.com/prometheus/prometheus/cmd/promtool)
+  stamp promtool "$PROMTOOL_VERSION"
+}
+
+# Argo CD runs health checks in Lua 5.1; the tests run ours with Debian's interpreter.
+build_lua() {
+  command -v lua5.1 >/dev/null && return
+  command -v apt-get >/dev/null || die "lua5.1 is needed (Argo CD health check tests) and there is no apt-get to install it"
+  log "installing lua5.1 with apt-get"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq lua5.1 >/dev/null
+}
+
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm)
+[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm promtool lua)
 for t in "${want[@]}"; do "build_$t"; done
 log "tools ready in $ATO_BIN"

@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod plugin;
 pub mod redact;
 pub mod replay;
 pub mod runbook;

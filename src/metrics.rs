@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::runbook::Catalog;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
@@ -36,6 +38,22 @@ struct ActionLabels {
 struct CategoryLabel {
     category: &'static str,
 }
+
+/// `alert_triage_actions_total` results of the approved pod deletion (`controller::remediate`),
+/// each shown at zero from the start so that alerts on `increase()` see the first one.
+const DELETE_POD_RESULTS: [&str; 8] = [
+    "DryRun",
+    "Evicted",
+    "Blocked",
+    "Gone",
+    "Refused",
+    "Succeeded",
+    "Failed",
+    "Unverified",
+];
+
+/// `controller::Error::category()`, each shown at zero from the start.
+pub const ERROR_CATEGORIES: [&str; 5] = ["kube", "conflict", "evidence", "ledger", "info_configmap"];
 
 /// The operator's metrics; one per process, shared through `controller::Context`.
 #[derive(Debug)]
@@ -74,12 +92,27 @@ impl Metrics {
             reconcile_duration.clone(),
         );
         let triages = Family::<TriageLabels, Counter>::default();
+        for runbook in Catalog::builtin().runbooks() {
+            for (category, action) in runbook.verdicts() {
+                let _ = triages.get_or_create(&TriageLabels {
+                    runbook: runbook.id(),
+                    category: category.as_str(),
+                    action: action.as_str(),
+                });
+            }
+        }
         registry.register(
             "triages",
             "Verdicts recorded, by runbook, category and recommended action",
             triages.clone(),
         );
         let actions = Family::<ActionLabels, Counter>::default();
+        for result in DELETE_POD_RESULTS {
+            let _ = actions.get_or_create(&ActionLabels {
+                action: "DeletePod",
+                result,
+            });
+        }
         registry.register(
             "actions",
             "Actions taken or refused on approved proposals, by action and result",
@@ -92,6 +125,9 @@ impl Metrics {
             log_bytes.clone(),
         );
         let errors = Family::<CategoryLabel, Counter>::default();
+        for category in ERROR_CATEGORIES {
+            let _ = errors.get_or_create(&CategoryLabel { category });
+        }
         registry.register(
             "errors",
             "Failed reconciles, by error category",
@@ -207,5 +243,31 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn every_known_label_value_is_at_zero_before_anything_happens() {
+        let text = Metrics::new(Fixed).encode();
+        for line in [
+            r#"alert_triage_reconciles_total{result="error"} 0"#,
+            r#"alert_triage_errors_total{category="kube"} 0"#,
+            r#"alert_triage_errors_total{category="info_configmap"} 0"#,
+            r#"alert_triage_actions_total{action="DeletePod",result="Failed"} 0"#,
+            r#"alert_triage_actions_total{action="DeletePod",result="Unverified"} 0"#,
+            r#"alert_triage_triages_total{runbook="metering-token-exchange",category="NetworkFailure",action="DeletePod"} 0"#,
+            r#"alert_triage_triages_total{runbook="metering-token-exchange",category="NetworkFailure",action="Escalate"} 0"#,
+            r#"alert_triage_triages_total{runbook="orchestrator-callback-errors",category="ClientIdNotAuthorized",action="RecordApiKeyRotation"} 0"#,
+            r#"alert_triage_triages_total{runbook="orchestrator-callback-errors",category="NoEvidence",action="None"} 0"#,
+            "alert_triage_reconcile_duration_seconds_count 0",
+            "alert_triage_log_bytes_scanned_total 0",
+            "alert_triage_leader 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // Only verdicts a runbook can reach: the orchestrator runbook never deletes a pod.
+        assert!(
+            !text.contains(r#"runbook="orchestrator-callback-errors",category="NetworkFailure""#),
+            "{text}"
+        );
     }
 }

@@ -194,7 +194,12 @@ async fn the_chart_lints_and_applies_server_side_in_every_mode() {
     for (name, sets) in &variants {
         let yaml = render(&ns.name, &ns.name, sets).await;
         let docs = documents(&yaml);
-        let out = apply(&docs.iter().collect::<Vec<_>>(), &["--dry-run=server"]);
+        // `helm test` hooks exist only after the release does (see the hook's own test).
+        let installed: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"].is_null())
+            .collect();
+        let out = apply(&installed, &["--dry-run=server"]);
         assert!(
             out.status.success(),
             "{name}: server-side dry run failed:\n{}",
@@ -1341,4 +1346,213 @@ async fn the_admission_policy_keeps_triages_in_their_tenancy_and_approvers_withi
             .map_err(|e| format!("{e}"))
     })
     .await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// (f) values that cannot work together are refused, with a message
+
+#[tokio::test]
+async fn the_chart_refuses_values_that_cannot_run() {
+    let ns = TestNs::new("chart-refuses").await;
+    let own = |s: &str| s.to_string();
+    let refused = |sets: &[String], says: &[&str]| {
+        let args = common::helm::template_args("ato", &ns.name, sets);
+        let out = common::helm::helm_output(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sets:?} rendered:\n{}", show(&out));
+        for part in says {
+            assert!(stderr.contains(part), "{sets:?}: {part:?} not in {stderr}");
+        }
+    };
+    let lease = "retryPeriod < renewDeadline < leaseDuration";
+    refused(
+        &[own("leaderElection.leaseDuration=5s")],
+        &[lease, "2s, 10s and 5s"],
+    );
+    refused(&[own("leaderElection.retryPeriod=10s")], &[lease]);
+    refused(
+        &[
+            own("leaderElection.leaseDuration=1m"),
+            own("leaderElection.renewDeadline=1m"),
+        ],
+        &[lease],
+    );
+    refused(
+        &[
+            own("leaderElection.leaseDuration=900ms"),
+            own("leaderElection.renewDeadline=500ms"),
+            own("leaderElection.retryPeriod=100ms"),
+        ],
+        &["leaseDuration 900ms is under 1s"],
+    );
+    refused(
+        &[own("replicas=2"), own("leaderElection.enabled=false")],
+        &["replicas > 1 needs leaderElection.enabled"],
+    );
+    refused(
+        &[
+            own("metrics.prometheusRule.enabled=true"),
+            own("metrics.prometheusRule.proposalWaiting=30m"),
+        ],
+        &["proposalWaiting (30m) must be shorter than operator.proposalTTL (30m)"],
+    );
+    refused(
+        &[
+            own("metrics.prometheusRule.enabled=true"),
+            own("operator.proposalTTL=10m"),
+        ],
+        &["proposalWaiting (15m) must be shorter than operator.proposalTTL (10m)"],
+    );
+    // The schema still refuses a malformed duration before any of this.
+    refused(
+        &[own("leaderElection.leaseDuration=soon")],
+        &["leaseDuration"],
+    );
+
+    // Units mix; what is consistent renders, and checks that do not apply do not refuse.
+    for sets in [
+        vec![
+            own("leaderElection.leaseDuration=1m"),
+            own("leaderElection.renewDeadline=45s"),
+            own("leaderElection.retryPeriod=1500ms"),
+        ],
+        vec![
+            own("leaderElection.enabled=false"),
+            own("leaderElection.leaseDuration=1s"),
+        ],
+        vec![
+            own("metrics.prometheusRule.enabled=true"),
+            own("metrics.prometheusRule.proposalWaiting=1h"),
+            own("operator.proposalTTL=1h30m"),
+        ],
+        vec![own("metrics.prometheusRule.proposalWaiting=2h")],
+    ] {
+        render("ato", &ns.name, &sets).await;
+    }
+
+    // helm install refuses before it creates anything.
+    let kubeconfig = ns.cluster.kubeconfig.to_string_lossy().into_owned();
+    let chart = chart_dir();
+    let out = common::helm::helm_output(&[
+        "install",
+        "refused",
+        &chart,
+        "--namespace",
+        &ns.name,
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        "leaderElection.leaseDuration=5s",
+    ]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(lease),
+        "{}",
+        show(&out)
+    );
+    let left = ns.kubectl_ok(&["get", "deployments,secrets", "-o", "name"]);
+    assert!(!left.contains("refused"), "helm left {left}");
+}
+
+// ------------------------------------------------------------------------------------------------
+// (g) `helm test`
+
+/// The hook's kubectl commands, run here as the hook's ServiceAccount against the chart applied
+/// for real (namespaced, on the kwok nodes). A Pod of the simulated nodes runs nothing, so the
+/// hook Pod itself cannot run here, and the operator's pod has no real address for the Service
+/// to reach: the last step (/readyz through the Service) is checked for permission only.
+#[tokio::test]
+async fn the_helm_test_hook_checks_what_it_says_with_only_what_it_needs() {
+    let ns = TestNs::new("chart-helm-test").await;
+    ns.cluster.install_crds();
+    let release = "ato";
+    let fullname = "ato-alert-triage-operator";
+    let docs = documents(
+        &render(
+            release,
+            &ns.name,
+            &[
+                set_list("watchNamespaces", &[&ns.name]),
+                "approvalPolicy.enabled=false".into(),
+                "nodeSelector.type=kwok".into(),
+            ],
+        )
+        .await,
+    );
+    let hooks: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .collect();
+    let kinds: Vec<&str> = hooks.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding", "Pod"]);
+    let pod = hooks[3];
+    assert_eq!(
+        pod["spec"]["serviceAccountName"],
+        format!("{fullname}-test")
+    );
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    assert_eq!(pod["spec"]["nodeSelector"]["type"], "kwok");
+    let steps: Vec<Vec<String>> = pod["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(pod["spec"]["containers"].as_array().unwrap())
+        .map(|c| {
+            assert_eq!(c["image"], "registry.k8s.io/kubectl:v1.36.3");
+            assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+            c["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(steps.len(), 3, "{steps:?}");
+
+    // Everything but the hook Pod, for real: the operator's Deployment becomes Available on
+    // the kwok nodes, which is what the hook waits for.
+    let objects: Vec<&Value> = docs.iter().filter(|d| d["kind"] != "Pod").collect();
+    apply_ok(&objects, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("test.kubeconfig");
+    ns.cluster
+        .service_account_kubeconfig(&ns.name, &format!("{fullname}-test"), &kubeconfig)
+        .await;
+    for step in &steps[..2] {
+        let args: Vec<&str> = step.iter().map(String::as_str).collect();
+        let out = ns.cluster.kubectl_with(&kubeconfig, &args);
+        assert!(out.status.success(), "kubectl {args:?}:\n{}", show(&out));
+    }
+    // The third step's request, and that this identity may make it and nothing else.
+    let proxy = format!(
+        "/api/v1/namespaces/{}/services/{fullname}-metrics:http-metrics/proxy/readyz",
+        ns.name
+    );
+    assert_eq!(steps[2], ["get", "--raw", proxy.as_str()]);
+    let sa = format!("system:serviceaccount:{}:{fullname}-test", ns.name);
+    let can = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i", "--as", &sa, "-n", &ns.name];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&cluster().kubectl(&all).stdout).trim() == "yes"
+    };
+    assert!(can(&[
+        "get",
+        &format!("services/{fullname}-metrics:http-metrics"),
+        "--subresource=proxy"
+    ]));
+    for denied in [
+        &["get", "services/other:http", "--subresource=proxy"][..],
+        &["get", "deployments/other"],
+        &["list", "pods"],
+        &["get", "secrets"],
+        &["list", "alerttriages.triage.dev"],
+    ] {
+        assert!(!can(denied), "the test hook may {denied:?}");
+    }
+    // Without the CRD the first step fails (here: a group that does not exist).
+    let out = ns
+        .cluster
+        .kubectl_with(&kubeconfig, &["explain", "alerttriages.nosuch.triage.dev"]);
+    assert!(!out.status.success(), "{}", show(&out));
 }

@@ -226,3 +226,27 @@ fn requeue_until(t: Timestamp, now: Timestamp) -> Action {
             + Duration::from_secs(1),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_category_is_on_metrics_from_the_start() {
+        let errors = [
+            Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
+            Error::Conflict("t".into()),
+            Error::Evidence(crate::evidence::Error::ListEvents {
+                namespace: "n".into(),
+                source: kube::Error::LinesCodecMaxLineLengthExceeded,
+            }),
+            Error::Ledger(crate::action::LedgerError::Conflict("l".into())),
+            Error::InfoConfigMap {
+                name: "c".into(),
+                source: kube::Error::LinesCodecMaxLineLengthExceeded,
+            },
+        ];
+        let categories: Vec<&str> = errors.iter().map(Error::category).collect();
+        assert_eq!(categories, crate::metrics::ERROR_CATEGORIES);
+    }
+}

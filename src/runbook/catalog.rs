@@ -59,6 +59,10 @@ impl Catalog {
         Ok(Catalog { runbooks })
     }
 
+    pub fn runbooks(&self) -> &[Runbook] {
+        &self.runbooks
+    }
+
     pub fn ids(&self) -> Vec<&str> {
         self.runbooks.iter().map(|r| r.id()).collect()
     }

@@ -244,6 +244,21 @@ impl Runbook {
             .map(|r| (r.label_key.as_str(), r.services.as_slice()))
     }
 
+    /// Every (category, action) a verdict of this runbook can carry, so the metrics can show
+    /// each at zero before the first triage.
+    pub fn verdicts(&self) -> Vec<(Category, Action)> {
+        let mut out = vec![(Category::NoEvidence, Action::None)];
+        for rule in &self.categories {
+            let actions = std::iter::once(&rule.recommend).chain(&rule.recommend_if_single_pod);
+            for outcome in actions {
+                if !out.contains(&(rule.category, outcome.action)) {
+                    out.push((rule.category, outcome.action));
+                }
+            }
+        }
+        out
+    }
+
     /// The category whose verdict reports related services.
     pub fn related_category(&self) -> Option<Category> {
         self.related_services.as_ref().map(|r| r.category)

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 mod cluster;
+pub mod helm;
 mod namespace;
 pub mod operator;
 mod pod_log;

@@ -107,3 +107,53 @@ table and with the code: tests/chart.rs runs the operator with exactly these rul
   verbs: [get]
 {{- end }}
 {{- end }}
+
+{{/* A Go duration such as "1m30s" or "500ms", in milliseconds (a float). */}}
+{{- define "ato.durationMs" -}}
+{{- $units := dict "ns" 0.000001 "us" 0.001 "ms" 1.0 "s" 1000.0 "m" 60000.0 "h" 3600000.0 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll `[0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h)` . -1 }}
+{{- $number := regexFind `^[0-9]+(\.[0-9]+)?` . | float64 }}
+{{- $unit := regexReplaceAll `^[0-9]+(\.[0-9]+)?` . "" }}
+{{- $total = addf $total (mulf $number (get $units $unit)) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/*
+Values that pass the schema one by one but cannot work together: refused at `helm template` and
+`helm install`, rather than an operator that exits at start or an alert that can never fire.
+*/}}
+{{- define "ato.validate" -}}
+{{- $le := .Values.leaderElection }}
+{{- if $le.enabled }}
+{{- $lease := include "ato.durationMs" $le.leaseDuration | float64 }}
+{{- $renew := include "ato.durationMs" $le.renewDeadline | float64 }}
+{{- $retry := include "ato.durationMs" $le.retryPeriod | float64 }}
+{{- if not (and (lt $retry $renew) (lt $renew $lease)) }}
+{{- fail (printf "leaderElection needs retryPeriod < renewDeadline < leaseDuration, got %s, %s and %s: a leader must stop acting (renewDeadline) before a follower may take over (leaseDuration), retrying every retryPeriod in between" $le.retryPeriod $le.renewDeadline $le.leaseDuration) }}
+{{- end }}
+{{- if lt $lease 1000.0 }}
+{{- fail (printf "leaderElection.leaseDuration %s is under 1s: a Lease counts its duration in whole seconds" $le.leaseDuration) }}
+{{- end }}
+{{- end }}
+{{- $rule := .Values.metrics.prometheusRule }}
+{{- if $rule.enabled }}
+{{- $ttl := include "ato.durationMs" .Values.operator.proposalTTL | float64 }}
+{{- if ge (include "ato.durationMs" $rule.proposalWaiting | float64) $ttl }}
+{{- fail (printf "metrics.prometheusRule.proposalWaiting (%s) must be shorter than operator.proposalTTL (%s): a proposal expires before the alert could fire" $rule.proposalWaiting .Values.operator.proposalTTL) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* What every container of the `helm test` hook shares; the argument is its securityContext. */}}
+{{- define "ato.testContainer" -}}
+env:
+  - name: HOME
+    value: /home/test
+volumeMounts:
+  - name: home
+    mountPath: /home/test
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
