@@ -615,7 +615,12 @@ cmd_up_node() {
 }
 
 node_down() {
-  [ -d "$NODE" ] || [ -f "$NODE_OWNER" ] || return 0
+  [ -d "$NODE" ] || return 0
+  # The machine-wide parts (cgroups, bridge) may belong to another cluster's node: never touch them.
+  if [ -f "$NODE_OWNER" ] && [ "$(cat "$NODE_OWNER")" != "$ATO_CLUSTER_DIR" ]; then
+    log "the real node on this machine belongs to the cluster in $(cat "$NODE_OWNER"): leaving it alone"
+    return 0
+  fi
   log "stopping the real node"
   stop kubelet
   # Containers next: whatever the kubelet left runs in the node's cgroups.
