@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The operator as one static (musl) binary in a distroless image, run as a non-root user.
 # The chart runs it with a read-only root filesystem: it writes nothing to disk.
+# Without Docker, scripts/image.sh operator builds an image of the same layout (docs/cluster.md).
 
 FROM rust:1.89-alpine AS build
 # ring (TLS) compiles C code.

@@ -3,7 +3,9 @@
 # kube-controller-manager and kube-scheduler as plain local processes, plus kwok simulating the
 # nodes, the pod lifecycle and the kubelet's log endpoint. No containers. See docs/cluster.md.
 #
-#   scripts/cluster.sh up                     start (idempotent: a healthy cluster is left alone)
+#   scripts/cluster.sh up [--real-node]       start (idempotent: a healthy cluster is left alone);
+#                                             --real-node (or ATO_REAL_NODE=1) adds a real node:
+#                                             containerd, runc and a kubelet (root; docs/cluster.md)
 #   scripts/cluster.sh down                   stop everything `up` started, drop etcd's data
 #   scripts/cluster.sh status                 what is running, where; exits 0 only if healthy
 #   scripts/cluster.sh user NAME [GROUP...]   mint a client-certificate kubeconfig for a user
@@ -44,8 +46,12 @@ kc() { kubectl --kubeconfig "$ATO_KUBECONFIG" "$@"; }
 # processes
 
 binary_of() { # component -> binary path
-  echo "$ATO_BIN/$1"
+  case $1 in
+    apiserver-proxy) command -v socat || echo /usr/bin/socat ;;
+    *) echo "$ATO_BIN/$1" ;;
+  esac
 }
+LAUNCH=()
 
 pid_of() { # component -> pid if the component we started is alive, else fails
   local f="$PIDS/$1.pid" pid exe
@@ -67,7 +73,8 @@ start() { # component args...
   # setsid: the cluster outlives the shell (or test run) that started it and ignores its ^C.
   # The wrapper writes its own pid, which `exec` hands on to the component.
   # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
-  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "$bin" "$@" \
+  # LAUNCH (an array, usually empty) runs first and execs the component: same pid throughout.
+  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "${LAUNCH[@]}" "$bin" "$@" \
     </dev/null >"$LOGS/$name.log" 2>&1 9>&- &
   local i
   for i in $(seq 50); do
@@ -89,6 +96,10 @@ fail() { # component message
     UP_IN_PROGRESS=0
     log "cluster up failed: stopping what was started (logs stay in $LOGS)"
     cmd_down 2>&1 | sed 's/^/  /' >&2 || true
+  elif [ "${UP_IN_PROGRESS:-}" = node ]; then
+    UP_IN_PROGRESS=0
+    log "real node failed to start: stopping it (logs stay in $LOGS)"
+    node_down 2>&1 | sed 's/^/  /' >&2 || true
   fi
   exit 1
 }
@@ -339,10 +350,344 @@ status:
 EOF
 }
 
-cmd_up() {
+# ---------------------------------------------------------------------------------------------
+# The real node (up --real-node): containerd, runc and a kubelet beside the kwok nodes, for
+# workloads that must really run (the operator's own image, the end-to-end test). One per
+# machine, as root. See docs/cluster.md, "The real node".
+#
+# What it changes on the machine, and how `down` undoes it:
+# - containerd, its shims and the kubelet run in a private mount namespace: their mounts (pod
+#   volumes, container root filesystems, network namespace handles) and the fixed paths they
+#   write (NODE_PRIVATE_DIRS, each a tmpfs there) vanish with their last process.
+# - containers run in cgroups under /NODE_CGROUP in every hierarchy; `down` kills what is left
+#   there and removes the cgroups.
+# - pods are on the bridge NODE_BRIDGE, which only this machine's host side joins; pods have no
+#   default route, so pod traffic never leaves the machine. The bridge also holds SERVICE_IP, the
+#   `kubernetes` Service's address, where socat forwards to the API server on loopback.
+# - the kubelet sets a few kernel sysctls (NODE_SYSCTLS): saved before, restored by `down`.
+
+NODE_NAME=localhost # the API server dials a node by its Hostname address: this one resolves.
+KUBELET_PORT="${ATO_KUBELET_PORT:-16252}"
+NODE_BRIDGE=ato0
+NODE_SUBNET=10.244.128.0/24
+NODE_GATEWAY=10.244.128.1
+SERVICE_IP=10.96.0.1
+NODE_CGROUP=alert-triage-operator
+NODE_TAINT=alert-triage-operator/real-node
+NODE_PRIVATE_DIRS=(/run/containerd /run/netns /var/lib/cni /var/lib/kubelet /var/log/containers)
+NODE_SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
+NODE_COMPONENTS=(containerd apiserver-proxy kubelet)
+NODE="$ATO_NODE_DIR"
+# Which cluster's node holds this machine's node resources (bridge, service address, cgroups).
+NODE_OWNER=/run/alert-triage-operator-real-node
+
+ctr_node() { "$ATO_BIN/ctr" --address "$ATO_CONTAINERD_SOCKET" --namespace k8s.io "$@"; }
+
+node_ready() {
+  [ "$(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
+
+node_healthy() {
+  local c
+  for c in "${NODE_COMPONENTS[@]}"; do pid_of "$c" >/dev/null || return 1; done
+  node_ready
+}
+
+node_any_running() {
+  local c
+  for c in "${NODE_COMPONENTS[@]}"; do pid_of "$c" >/dev/null && return 0; done
+  [ -s "$NODE/mntns" ] && [ -n "$(node_ns_pids)" ]
+}
+
+node_ns_pids() { # every process in the node's mount namespace (containerd, shims, kubelet)
+  local ns p
+  ns=$(cat "$NODE/mntns" 2>/dev/null) || return 0
+  [ -n "$ns" ] || return 0
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+node_cgroup_pids() { # every process in the node's cgroups (containers, sandboxes)
+  local roots
+  roots=$(compgen -G "/sys/fs/cgroup/*/$NODE_CGROUP") || return 0
+  # shellcheck disable=SC2086 # one path per line, none with spaces
+  find $roots -name cgroup.procs -exec cat {} + 2>/dev/null | sort -un
+}
+
+node_check() {
+  [ "$(id -u)" = 0 ] || die "the real node needs root (containerd, runc and the kubelet run as root)"
+  local c
+  for c in kubelet containerd ctr containerd-shim-runc-v2 cni/bridge cni/loopback cni/host-local; do
+    [ -x "$ATO_BIN/$c" ] || die "$ATO_BIN/$c missing: run scripts/tools.sh node"
+  done
+  for c in runc socat ip nsenter unshare; do
+    command -v "$c" >/dev/null || die "$c is missing: run scripts/tools.sh node"
+  done
+  for c in pause log-writer; do
+    [ -f "$ATO_IMAGES/$c.oci.tar" ] || die "$ATO_IMAGES/$c.oci.tar missing: run scripts/tools.sh node"
+  done
+  if [ -f "$NODE_OWNER" ] && [ "$(cat "$NODE_OWNER")" != "$ATO_CLUSTER_DIR" ]; then
+    die "the real node of the cluster in $(cat "$NODE_OWNER") holds $NODE_BRIDGE and $SERVICE_IP on this machine: stop it first (ATO_CLUSTER_DIR=$(cat "$NODE_OWNER") scripts/cluster.sh down)"
+  fi
+}
+
+node_pki() {
+  # The Node authorizer knows a kubelet by its certificate: system:node:<node name>.
+  [ -f "$PKI/kubelet-client.crt" ] || new_cert kubelet-client "/CN=system:node:$NODE_NAME/O=system:nodes" client
+  # The API server verifies the kubelet it dials at https://localhost:KUBELET_PORT.
+  [ -f "$PKI/kubelet-serving.crt" ] || new_cert kubelet-serving "/CN=$NODE_NAME" server "DNS:localhost,IP:127.0.0.1"
+  write_kubeconfig "$NODE/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet-client
+}
+
+node_network() {
+  # The bridge has its address before any pod starts: the bridge plugin (isGateway false) then
+  # never makes one up, and a pod's traffic has nowhere to go but this bridge.
+  ip link show "$NODE_BRIDGE" >/dev/null 2>&1 || ip link add "$NODE_BRIDGE" type bridge
+  ip addr replace "$NODE_GATEWAY/${NODE_SUBNET#*/}" dev "$NODE_BRIDGE"
+  ip addr replace "$SERVICE_IP/32" dev "$NODE_BRIDGE"
+  ip link set "$NODE_BRIDGE" up
+  mkdir -p "$NODE/cni"
+  cat >"$NODE/cni/10-ato.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "ato",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$NODE_BRIDGE",
+      "isGateway": false,
+      "isDefaultGateway": false,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "$NODE_SUBNET", "gateway": "$NODE_GATEWAY"}]],
+        "routes": [{"dst": "$SERVICE_IP/32", "gw": "$NODE_GATEWAY"}],
+        "dataDir": "$NODE/cni-ipam"
+      }
+    },
+    {"type": "loopback"}
+  ]
+}
+EOF
+}
+
+node_containerd_config() {
+  cat >"$NODE/containerd.toml" <<EOF
+version = 4
+root = "$NODE/containerd"
+state = "$NODE/run/state"
+
+[plugins.'io.containerd.server.v1.grpc']
+  address = "$ATO_CONTAINERD_SOCKET"
+[plugins.'io.containerd.server.v1.ttrpc']
+  address = "$ATO_CONTAINERD_SOCKET.ttrpc"
+
+[plugins.'io.containerd.grpc.v1.cri']
+  # exec, attach and port-forward streams, proxied by the kubelet: loopback only.
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "$PAUSE_IMAGE"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  # This machine's root may not lower oom_score_adj (no CAP_SYS_RESOURCE): without this, every
+  # sandbox fails with "can't get final child's PID from pipe: EOF".
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["$ATO_BIN/cni"]
+    conf_dir = "$NODE/cni"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "$(command -v runc)"
+        SystemdCgroup = false
+EOF
+}
+
+node_kubelet_config() {
+  cat >"$NODE/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: $KUBELET_PORT
+readOnlyPort: 0
+healthzPort: 0
+tlsCertFile: $PKI/kubelet-serving.crt
+tlsPrivateKeyFile: $PKI/kubelet-serving.key
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization: {mode: Webhook}
+containerRuntimeEndpoint: unix://$ATO_CONTAINERD_SOCKET
+podLogsDir: $NODE/pod-logs
+# This machine mounts cgroup v1 (hybrid); the kubelet refuses v1 unless told not to.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupRoot: /$NODE_CGROUP
+# No CAP_SYS_RESOURCE here: the kubelet could not lower its own OOM score.
+oomScoreAdj: 0
+failSwapOn: false
+registerWithTaints:
+- {key: $NODE_TAINT, value: "true", effect: NoSchedule}
+maxPods: 30
+# A shared development machine's disk and memory are not this node's to guard.
+evictionHard: {memory.available: 64Mi, nodefs.available: 1%, imagefs.available: 1%}
+imageGCHighThresholdPercent: 99
+imageGCLowThresholdPercent: 98
+serializeImagePulls: false
+EOF
+}
+
+# unshare's child: a tmpfs on each fixed path the node writes, then exec the component.
+# shellcheck disable=SC2016 # expanded by the inner shell
+NODE_NS_SETUP='while [ "$1" != -- ]; do mount -t tmpfs -o mode=0755 ato-node "$1" || exit 1; shift; done; shift; exec "$@"'
+
+cmd_up_node() {
   local t0=$SECONDS
+  if node_healthy; then
+    log "real node $NODE_NAME already up and Ready"
+    return 0
+  fi
+  node_check
+  if node_any_running; then
+    log "real node is not healthy: restarting it"
+    node_down
+  fi
+  UP_IN_PROGRESS=node
+  mkdir -p "$NODE/run" "$NODE/pod-logs"
+  echo "$ATO_CLUSTER_DIR" >"$NODE_OWNER"
+  local d
+  for d in "${NODE_PRIVATE_DIRS[@]}"; do
+    if [ ! -d "$d" ]; then
+      mkdir -p "$d"
+      echo "$d" >>"$NODE/created-dirs"
+    fi
+  done
+  if [ ! -f "$NODE/sysctls" ]; then
+    for d in "${NODE_SYSCTLS[@]}"; do echo "$d $(cat "/proc/sys/$d")"; done >"$NODE/sysctls.tmp"
+    mv "$NODE/sysctls.tmp" "$NODE/sysctls"
+  fi
+  node_pki
+  node_network
+  node_containerd_config
+  node_kubelet_config
+
+  log "starting containerd (socket $ATO_CONTAINERD_SOCKET) in a private mount namespace"
+  LAUNCH=(unshare --mount --propagation private -- bash -c "$NODE_NS_SETUP" node-ns "${NODE_PRIVATE_DIRS[@]}" --)
+  start containerd --config "$NODE/containerd.toml"
+  LAUNCH=()
+  readlink "/proc/$(pid_of containerd)/ns/mnt" >"$NODE/mntns"
+  wait_for containerd "containerd's socket" 60 ctr_node version
+  local image
+  for image in pause log-writer; do
+    # ctr warns about cgroup v1 on every run: its output is shown only if the import fails.
+    if ! ctr_node images import --local "$ATO_IMAGES/$image.oci.tar" >"$NODE/import.log" 2>&1; then
+      cat "$NODE/import.log" >&2
+      fail containerd "could not import $ATO_IMAGES/$image.oci.tar"
+    fi
+  done
+
+  log "forwarding https://$SERVICE_IP:443 (the kubernetes Service) to the API server"
+  start apiserver-proxy "TCP-LISTEN:443,bind=$SERVICE_IP,reuseaddr,fork" "TCP:$HOST:$APISERVER_PORT"
+
+  log "starting the kubelet (node $NODE_NAME, https://localhost:$KUBELET_PORT)"
+  local h
+  for h in /sys/fs/cgroup/*/; do
+    [ -f "$h/cgroup.procs" ] && mkdir -p "$h$NODE_CGROUP"
+  done
+  LAUNCH=(nsenter --mount="/proc/$(pid_of containerd)/ns/mnt" --)
+  start kubelet --config="$NODE/kubelet.yaml" --kubeconfig="$NODE/kubelet.kubeconfig" \
+    --root-dir="$NODE/kubelet" --hostname-override="$NODE_NAME" --node-labels=type=real --v=1
+  LAUNCH=()
+  wait_for kubelet "node $NODE_NAME Ready" 120 node_ready
+  UP_IN_PROGRESS=0
+  log "real node $NODE_NAME Ready in $((SECONDS - t0))s (taint $NODE_TAINT=true:NoSchedule, label type=real)"
+}
+
+node_down() {
+  [ -d "$NODE" ] || return 0
+  # The machine-wide parts (cgroups, bridge) may belong to another cluster's node: never touch them.
+  if [ -f "$NODE_OWNER" ] && [ "$(cat "$NODE_OWNER")" != "$ATO_CLUSTER_DIR" ]; then
+    log "the real node on this machine belongs to the cluster in $(cat "$NODE_OWNER"): leaving it alone"
+    return 0
+  fi
+  log "stopping the real node"
+  stop kubelet
+  # Containers next: whatever the kubelet left runs in the node's cgroups.
+  local i pids
+  for i in $(seq 50); do
+    pids=$(node_cgroup_pids)
+    [ -n "$pids" ] || break
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.1
+  done
+  stop containerd apiserver-proxy
+  # Shims (and anything else) still in the node's mount namespace: once they are gone, so are its
+  # mounts, its network namespaces and their veths.
+  for i in $(seq 50); do
+    pids=$(node_ns_pids)
+    [ -n "$pids" ] || break
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.1
+  done
+  [ -z "$(node_ns_pids)" ] || die "processes of the real node survived SIGKILL: $(node_ns_pids)"
+  local h
+  for i in $(seq 50); do
+    for h in /sys/fs/cgroup/*/"$NODE_CGROUP"; do
+      [ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
+    compgen -G "/sys/fs/cgroup/*/$NODE_CGROUP" >/dev/null || break
+    sleep 0.1
+  done
+  ! compgen -G "/sys/fs/cgroup/*/$NODE_CGROUP" >/dev/null || log "  could not remove cgroups: $(echo /sys/fs/cgroup/*/"$NODE_CGROUP")"
+  local veth
+  for veth in $(ip -o link show master "$NODE_BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+    ip link del "$veth" 2>/dev/null || true
+  done
+  ip link del "$NODE_BRIDGE" 2>/dev/null || true
+  if [ -f "$NODE/sysctls" ]; then
+    local key value
+    while read -r key value; do echo "$value" >"/proc/sys/$key"; done <"$NODE/sysctls"
+  fi
+  if [ -f "$NODE/created-dirs" ]; then
+    local d
+    while read -r d; do rmdir "$d" 2>/dev/null || log "  left $d (not empty)"; done <"$NODE/created-dirs"
+  fi
+  if apiserver_up; then kc delete node "$NODE_NAME" --ignore-not-found --wait=false >/dev/null 2>&1 || true; fi
+  # Nothing may still be mounted below the node's folder before it is removed.
+  if grep -q " $NODE[/ ]" /proc/self/mountinfo; then
+    die "mounts left below $NODE: $(grep " $NODE[/ ]" /proc/self/mountinfo | cut -d' ' -f5 | tr '\n' ' ')"
+  fi
+  rm -rf "$NODE"
+  rm -f "$NODE_OWNER"
+  log "  real node stopped and cleaned up"
+}
+
+apiserver_up() { [ -f "$PKI/admin.crt" ] && apiserver_ready 2>/dev/null; }
+
+cmd_up() { # [--real-node]
+  local t0=$SECONDS real_node=${ATO_REAL_NODE:-}
+  case ${1:-} in
+    --real-node) real_node=1 ;;
+    "") ;;
+    *) die "usage: $0 up [--real-node]" ;;
+  esac
+  [ "$real_node" != 0 ] || real_node=""
   if healthy; then
     log "cluster already up and healthy ($SERVER, kubeconfig $ATO_KUBECONFIG)"
+    [ -z "$real_node" ] || cmd_up_node
     return 0
   fi
   local c running=()
@@ -436,6 +781,7 @@ cmd_up() {
   wait_for kube-controller-manager "ServiceAccount default/default" 60 kc get serviceaccount default -n default
   UP_IN_PROGRESS=0
   log "cluster up in $((SECONDS - t0))s: export KUBECONFIG=$ATO_KUBECONFIG"
+  [ -z "$real_node" ] || cmd_up_node
 }
 
 nodes_ready() {
@@ -447,6 +793,8 @@ nodes_ready() {
 
 cmd_down() {
   log "stopping the cluster"
+  # The real node first: it deletes its Node while the API server still answers.
+  node_down
   # Clients of the API server first (together), then the API server, then etcd.
   stop kwok kube-scheduler kube-controller-manager
   stop kube-apiserver
@@ -465,11 +813,23 @@ cmd_status() { # exits 0 only when the cluster is up and healthy
       printf '%-24s stopped\n' "$c"
     fi
   done
+  if [ -d "$NODE" ]; then
+    for c in "${NODE_COMPONENTS[@]}"; do
+      if pid=$(pid_of "$c"); then
+        printf '%-24s running  pid %-8s log %s\n' "$c" "$pid" "$LOGS/$c.log"
+      else
+        printf '%-24s stopped\n' "$c"
+      fi
+    done
+  fi
   [ $any = 1 ] || return 1
   printf '%-24s %s\n' "api server" "$SERVER" "admin kubeconfig" "$ATO_KUBECONFIG" \
     "user kubeconfigs" "$USERS/<name>.kubeconfig" "pod log files" "$PODLOGS"
   local ok=0
   if healthy; then echo "healthy: yes"; else echo "healthy: no"; ok=1; fi
+  if [ -d "$NODE" ]; then
+    if node_healthy; then echo "real node: $NODE_NAME Ready"; else echo "real node: not healthy"; ok=1; fi
+  fi
   kc get nodes 2>/dev/null || true
   return $ok
 }
@@ -483,7 +843,9 @@ cmd_user() { # name group...
 
 cmd_env() {
   printf '%s\n' "ATO_KUBECONFIG=$ATO_KUBECONFIG" "ATO_CLUSTER_DIR=$ATO_CLUSTER_DIR" "ATO_BIN=$ATO_BIN" \
-    "ATO_USERS_DIR=$USERS" "ATO_PODLOGS_DIR=$PODLOGS" "ATO_LOGS_DIR=$LOGS" "ATO_APISERVER=$SERVER"
+    "ATO_USERS_DIR=$USERS" "ATO_PODLOGS_DIR=$PODLOGS" "ATO_LOGS_DIR=$LOGS" "ATO_APISERVER=$SERVER" \
+    "ATO_NODE_DIR=$NODE" "ATO_CONTAINERD_SOCKET=$ATO_CONTAINERD_SOCKET" "ATO_REAL_NODE_NAME=$NODE_NAME" \
+    "ATO_REAL_NODE_TAINT=$NODE_TAINT" "ATO_LOG_WRITER_IMAGE=$LOG_WRITER_IMAGE"
 }
 
 # `up`, `down` and `user` take a lock so concurrent callers (two test binaries) do not race.
@@ -495,10 +857,10 @@ locked() {
 }
 
 case "${1:-}" in
-  up) locked cmd_up ;;
+  up) shift; locked cmd_up "$@" ;;
   down) locked cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
   user) shift; locked cmd_user "$@" ;;
-  *) die "usage: $0 up|down|status|env|user NAME [GROUP...]" ;;
+  *) die "usage: $0 up [--real-node]|down|status|env|user NAME [GROUP...]" ;;
 esac

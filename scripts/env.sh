@@ -9,11 +9,21 @@ KWOK_VERSION="v0.8.0"
 HELM_VERSION="v3.22.0"
 # promtool checks and unit-tests the chart's alerting rules (v0.315.0 is Prometheus 3.x's module).
 PROMTOOL_VERSION="v0.315.0"
+# The real node (scripts/cluster.sh up --real-node): kubelet $KUBE_VERSION, containerd, CNI plugins.
+CONTAINERD_VERSION="v2.4.2"
+CNI_PLUGINS_VERSION="v1.9.1"
 
 ATO_BIN="$ATO_CACHE/bin"
 # The simulated cluster's state: kubeconfig, PKI, pids and component logs.
 ATO_CLUSTER_DIR="${ATO_CLUSTER_DIR:-$ATO_CACHE/cluster}"
 ATO_KUBECONFIG="$ATO_CLUSTER_DIR/kubeconfig"
+# The real node's state (kubelet, containerd) and the socket images are imported through.
+ATO_NODE_DIR="$ATO_CLUSTER_DIR/node"
+ATO_CONTAINERD_SOCKET="$ATO_NODE_DIR/run/containerd.sock"
+# Image archives written by scripts/image.sh, and the names they are imported under.
+ATO_IMAGES="$ATO_CACHE/images"
+PAUSE_IMAGE="registry.k8s.io/pause:3.10.2"
+LOG_WRITER_IMAGE="localhost/ato-log-writer:1"
 
 export PATH="$ATO_BIN:$PATH"
 # Cargo's build output also stays outside the repository so a fresh clone reuses it.

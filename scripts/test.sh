@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command: format, lints, unit tests and the integration tests against
-# the local simulated cluster (started here if none is running, stopped again afterwards).
+# the local simulated cluster (started here if none is running, stopped again afterwards), with
+# its real node (containerd and a kubelet, as root) and the operator's image for tests/real_node.rs.
 # Fails loudly when anything it needs is missing: no test is skipped for want of a cluster.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -33,17 +34,25 @@ else
   if ! "$ATO_ROOT/scripts/cluster.sh" status >/dev/null 2>&1; then
     started_here=yes
   fi
-  "$ATO_ROOT/scripts/cluster.sh" up || die "the local cluster did not start; see $ATO_CLUSTER_DIR/logs"
+  "$ATO_ROOT/scripts/cluster.sh" up --real-node || die "the local cluster did not start; see $ATO_CLUSTER_DIR/logs"
   if [ -n "$started_here" ]; then
     trap '"$ATO_ROOT/scripts/cluster.sh" down' EXIT
   fi
   export ATO_TEST_KUBECONFIG="$ATO_KUBECONFIG"
 fi
 
+# The operator's image for tests/real_node.rs, into the real node's containerd. A cluster given
+# by ATO_TEST_KUBECONFIG without a real node here gets none, and that test fails saying so.
+if [ -S "$ATO_CONTAINERD_SOCKET" ]; then
+  "$ATO_ROOT/scripts/image.sh" operator
+else
+  log "no real node's containerd at $ATO_CONTAINERD_SOCKET: not building the operator's image"
+fi
+
 log "cargo test"
 results=$(mktemp)
 set +e
-cargo test --all-targets --locked "${FEATURES[@]}" 2>&1 | tee "$results"
+cargo test --all-targets --locked --no-fail-fast "${FEATURES[@]}" 2>&1 | tee "$results"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, summed over every test binary.

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the local test infrastructure from published Go modules into $ATO_CACHE/bin:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm and promtool;
-# and lua5.1 from apt-get when missing.
+# lua5.1 from apt-get when missing; and for the real node (`node`): kubelet, containerd, ctr, the
+# runc shim, the CNI plugins, runc and socat from the package manager, and the pause and
+# log-writer images (scripts/image.sh).
 # Idempotent: a tool whose stamp matches its pinned version is not rebuilt.
+#   scripts/tools.sh [etcd|kube|kwok|helm|promtool|lua|node ...]   (default: all)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -43,8 +46,9 @@ build_etcd() {
   stamp etcd "$ETCD_VERSION"
 }
 
-build_kube() {
-  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl) todo=() c
+build_kube() { # [command...]: default, the control plane and kubectl
+  local cmds=("$@") todo=() c
+  [ ${#cmds[@]} -gt 0 ] || cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
   for c in "${cmds[@]}"; do built "$c" "$KUBE_VERSION" || todo+=("$c"); done
   [ ${#todo[@]} -eq 0 ] && return
   log "building ${todo[*]} $KUBE_VERSION (the first build takes a while)"
@@ -107,16 +111,73 @@ build_promtool() {
 
 # Argo CD runs health checks in Lua 5.1; the tests run ours with Debian's interpreter.
 build_lua() {
-  command -v lua5.1 >/dev/null && return
-  command -v apt-get >/dev/null || die "lua5.1 is needed (Argo CD health check tests) and there is no apt-get to install it"
-  log "installing lua5.1 with apt-get"
-  local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq lua5.1 >/dev/null
+  command -v lua5.1 >/dev/null || apt_install lua5.1
+}
+
+# Debian packages the tests use as they come (lua5.1, and for the real node runc, socat, ...);
+# installed only when missing.
+apt_install() { # package...
+  [ $# -gt 0 ] || return 0
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null ||
+    die "the tests need these packages: $* (install them as root)"
+  log "apt-get install $*"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null ||
+    die "apt-get could not install $*"
+}
+
+build_containerd() {
+  local cmds=(containerd ctr containerd-shim-runc-v2) todo=() c
+  for c in "${cmds[@]}"; do built "$c" "$CONTAINERD_VERSION" || todo+=("$c"); done
+  [ ${#todo[@]} -eq 0 ] && return
+  log "building ${todo[*]} $CONTAINERD_VERSION"
+  local dir; dir=$(wrapper containerd github.com/containerd/containerd/v2 "$CONTAINERD_VERSION")
+  for c in "${todo[@]}"; do
+    log "  go build $c"
+    # The tags leave out snapshotters that need C libraries; overlayfs is all the node uses.
+    (cd "$dir" && go build -tags "no_btrfs no_devmapper no_zfs" \
+      -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+      -o "$ATO_BIN/$c" "github.com/containerd/containerd/v2/cmd/$c")
+    stamp "$c" "$CONTAINERD_VERSION"
+  done
+}
+
+build_cni() {
+  local plugins=(main/bridge main/loopback ipam/host-local) todo=() p
+  for p in "${plugins[@]}"; do
+    [ "$(cat "$ATO_BIN/cni/.stamp-${p#*/}" 2>/dev/null)" = "$CNI_PLUGINS_VERSION" ] && [ -x "$ATO_BIN/cni/${p#*/}" ] || todo+=("$p")
+  done
+  [ ${#todo[@]} -eq 0 ] && return
+  log "building the CNI plugins ${todo[*]#*/} $CNI_PLUGINS_VERSION"
+  mkdir -p "$ATO_BIN/cni"
+  local dir; dir=$(wrapper cni-plugins github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION")
+  for p in "${todo[@]}"; do
+    (cd "$dir" && go build -ldflags "-s -w" -o "$ATO_BIN/cni/${p#*/}" "github.com/containernetworking/plugins/plugins/$p")
+    echo "$CNI_PLUGINS_VERSION" >"$ATO_BIN/cni/.stamp-${p#*/}"
+  done
+}
+
+build_node() {
+  local missing=() c
+  for c in runc socat gcc; do command -v "$c" >/dev/null || missing+=("$c"); done
+  # The pause image is a static C program; the log-writer image is a static busybox.
+  [ -n "$(gcc -print-file-name=libc.a 2>/dev/null | grep /)" ] || missing+=(libc6-dev)
+  { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
+  apt_install "${missing[@]}"
+  build_kube kubelet
+  build_containerd
+  build_cni
+  # Images are rebuilt only when their inputs change.
+  local image input sum
+  for image in pause:images/pause.c log-writer:images/log-writer.sh; do
+    input=${image#*:} image=${image%%:*}
+    sum=$(cat "$ATO_ROOT/scripts/image.sh" "$ATO_ROOT/$input" | sha256sum | cut -c1-16)
+    [ "$(cat "$ATO_IMAGES/.stamp-$image" 2>/dev/null)" = "$sum" ] && [ -f "$ATO_IMAGES/$image.oci.tar" ] && continue
+    "$ATO_ROOT/scripts/image.sh" "$image"
+    echo "$sum" >"$ATO_IMAGES/.stamp-$image"
+  done
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm promtool lua)
+[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm promtool lua node)
 for t in "${want[@]}"; do "build_$t"; done
 log "tools ready in $ATO_BIN"
