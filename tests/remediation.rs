@@ -915,11 +915,35 @@ async fn a_blocked_remediation_is_not_redirected_by_a_spec_change() {
     })
     .await;
     let patch = json!({"spec": {"target": {"namespace": other.name}}});
-    ns.kubectl_ok(&["patch", "alerttriage", "net", "--type", "merge", "-p", &patch.to_string()]);
+    ns.kubectl_ok(&[
+        "patch",
+        "alerttriage",
+        "net",
+        "--type",
+        "merge",
+        "-p",
+        &patch.to_string(),
+    ]);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods), "still blocked");
+    assert_eq!(
+        ids(&live_pods(&ns, "web").await),
+        ids(&pods),
+        "still blocked"
+    );
     ns.kubectl_ok(&["delete", "pdb", "web"]);
-    let t = expect_remediated(&ns, &pods).await;
+    // The remediation finishes first; then the changed spec is triaged (and refused: the
+    // triage may not reach into the other namespace), and the record of the eviction stays.
+    let t = wait_for_triage(&ns, "net", REMEDIATION, |t| {
+        let triaged = condition(t, "Triaged")["reason"] == "CrossNamespaceTarget";
+        let outcome = &t["status"]["remediation"]["outcome"];
+        if triaged && (outcome == "Succeeded" || outcome == "Failed") {
+            Ok(t.clone())
+        } else {
+            Err(format!("{}", t["status"]))
+        }
+    })
+    .await;
+    assert_remediated_once(&ns, &t, &pods).await;
     let replacement = t["status"]["remediation"]["replacement"].as_str().unwrap();
     assert!(
         !elsewhere
