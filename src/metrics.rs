@@ -53,7 +53,8 @@ const DELETE_POD_RESULTS: [&str; 8] = [
 ];
 
 /// `controller::Error::category()`, each shown at zero from the start.
-pub const ERROR_CATEGORIES: [&str; 5] = ["kube", "conflict", "evidence", "ledger", "info_configmap"];
+pub const ERROR_CATEGORIES: [&str; 5] =
+    ["kube", "conflict", "evidence", "ledger", "info_configmap"];
 
 /// The operator's metrics; one per process, shared through `controller::Context`.
 #[derive(Debug)]

@@ -412,6 +412,16 @@ async fn no_matching_lines_is_no_evidence() {
     let t = wait_for_phase(&ns, "quiet", &["NoAction"], VERDICT).await;
     let s = &t["status"];
     assert_eq!(s["classification"]["category"], "NoEvidence");
+    // Never "all clear": a person must look.
+    let action_required = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ActionRequired")
+        .cloned()
+        .unwrap();
+    assert_eq!(action_required["status"], "True", "{action_required}");
+    assert_eq!(action_required["reason"], "NoEvidence");
     assert_eq!(s["classification"]["scope"], "NoPods");
     assert_eq!(s["recommendation"]["action"], "None");
     assert!(s["evidence"]["linesScanned"].as_u64().unwrap() >= 6);
@@ -425,7 +435,17 @@ async fn an_unknown_runbook_is_reported_with_the_known_ids() {
     manifest["spec"]["runbook"] = "no-such-runbook".into();
     create_triage(&ns, manifest).await;
 
-    let t = wait_for_phase(&ns, "nope", &["NoAction"], VERDICT).await;
+    // Not "all clear": it waits for a spec it can work with, and says so the kstatus way.
+    let t = wait_for_phase(&ns, "nope", &["Pending"], VERDICT).await;
+    let stalled = t["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Stalled")
+        .cloned()
+        .expect("Stalled condition");
+    assert_eq!(stalled["status"], "True");
+    assert_eq!(stalled["reason"], "UnknownRunbook");
     let triaged = t["status"]["conditions"]
         .as_array()
         .unwrap()

@@ -9,6 +9,12 @@ use crate::redact::redact;
 pub const TRIAGED: &str = "Triaged";
 pub const ACTION_REQUIRED: &str = "ActionRequired";
 pub const REMEDIATED: &str = "Remediated";
+/// kstatus: the triage reached a final verdict or outcome for its generation.
+pub const READY: &str = "Ready";
+/// kstatus (abnormal-true): gathering, waiting for approval or acting.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus (abnormal-true): it cannot go on without a spec change.
+pub const STALLED: &str = "Stalled";
 
 /// Builds the conditions of one status write; messages are redacted. `lastTransitionTime` carries over from the
 /// previous status while a condition keeps its status, and moves only when it flips.
@@ -100,6 +106,37 @@ pub fn set_one(
     status.conditions = conditions.into_vec();
 }
 
+/// Sets the kstatus trio from the phase being written, so `kubectl wait --for=condition=Ready`,
+/// Argo CD, Flux and cli-utils tell a finished triage from a stuck one. Derived here, in the
+/// one place every status passes, so it can never disagree with the phase.
+pub fn set_kstatus(status: &mut AlertTriageStatus, previous: &[Condition], now: Timestamp) {
+    let generation = status.observed_generation.unwrap_or_default();
+    let phase = status.phase;
+    let name = phase.map_or("Pending", Phase::as_str);
+    let triaged = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == TRIAGED)
+        .cloned();
+    let mut conditions = Conditions::new(previous, generation, now);
+    for c in &status.conditions {
+        conditions.set(&c.type_, c.status == "True", &c.reason, &c.message);
+    }
+    let stalled = phase == Some(Phase::Pending);
+    let (reason, message) = match (&triaged, stalled) {
+        (Some(t), true) => (t.reason.as_str(), t.message.as_str()),
+        _ => (name, ""),
+    };
+    conditions.set(STALLED, stalled, reason, message);
+    let reconciling = matches!(
+        phase,
+        None | Some(Phase::Gathering) | Some(Phase::AwaitingApproval) | Some(Phase::Remediating)
+    );
+    conditions.set(RECONCILING, reconciling, name, "");
+    conditions.set(READY, !reconciling && !stalled, name, "");
+    status.conditions = conditions.into_vec();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +158,36 @@ mod tests {
         let flipped = flipped.into_vec();
         assert_eq!(flipped[0].last_transition_time, Time(t1));
         assert_eq!(flipped[0].status, "False");
+    }
+
+    #[test]
+    fn kstatus_follows_the_phase() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let of = |phase: Option<Phase>| {
+            let mut status = AlertTriageStatus {
+                phase,
+                observed_generation: Some(1),
+                ..AlertTriageStatus::default()
+            };
+            set_kstatus(&mut status, &[], now);
+            let get = |t: &str| {
+                let c = status.conditions.iter().find(|c| c.type_ == t).unwrap();
+                c.status == "True"
+            };
+            (get(READY), get(RECONCILING), get(STALLED))
+        };
+        assert_eq!(of(Some(Phase::Gathering)), (false, true, false));
+        assert_eq!(of(Some(Phase::AwaitingApproval)), (false, true, false));
+        assert_eq!(of(Some(Phase::Remediating)), (false, true, false));
+        assert_eq!(of(Some(Phase::Pending)), (false, false, true));
+        for done in [
+            Phase::Remediated,
+            Phase::RemediationFailed,
+            Phase::ApiKeyRotationRequired,
+            Phase::Escalated,
+            Phase::NoAction,
+        ] {
+            assert_eq!(of(Some(done)), (true, false, false), "{done:?}");
+        }
     }
 }

@@ -59,8 +59,9 @@ pub fn next(obj: &AlertTriage, now: Timestamp) -> Step {
             }
         }
         return match status.phase {
-            // A triage that was interrupted while gathering is triaged again.
-            None | Some(Phase::Pending) | Some(Phase::Gathering) => Step::Triage,
+            // A triage that was interrupted while gathering is triaged again; a stalled one
+            // (Pending) waits for its spec to change.
+            None | Some(Phase::Gathering) => Step::Triage,
             Some(Phase::AwaitingApproval) => match &status.proposal {
                 Some(p) => Step::AwaitApproval {
                     expires_at: p.expires_at.0,
@@ -137,7 +138,9 @@ pub fn after(outcome: Outcome) -> Phase {
             proposed: false,
         } => Phase::Escalated,
         Outcome::Triaged { action, .. } => verdict_phase(action),
-        Outcome::Unworkable | Outcome::DryRun => Phase::NoAction,
+        // Waiting for a spec it can work with (kstatus: Stalled), never "all clear".
+        Outcome::Unworkable => Phase::Pending,
+        Outcome::DryRun => Phase::NoAction,
         Outcome::Refused { kind, from } if kind.keeps_proposal() => from.unwrap_or(Phase::NoAction),
         Outcome::Refused { .. } => Phase::NoAction,
         Outcome::IntentRecorded => Phase::Remediating,
@@ -270,7 +273,7 @@ mod tests {
         Step,
     );
 
-    const UNSETTLED: &[Option<Phase>] = &[None, Some(Phase::Pending), Some(Phase::Gathering)];
+    const UNSETTLED: &[Option<Phase>] = &[None, Some(Phase::Gathering)];
     const REMEDIATING: &[Option<Phase>] = &[Some(Phase::Remediating)];
     const WAITING: &[Option<Phase>] = &[Some(Phase::AwaitingApproval)];
 
@@ -420,7 +423,7 @@ mod tests {
             ),
             (triaged(Action::Escalate, false), Phase::Escalated),
             (triaged(Action::None, false), Phase::NoAction),
-            (Unworkable, Phase::NoAction),
+            (Unworkable, Phase::Pending),
             (DryRun, Phase::NoAction),
             (IntentRecorded, Phase::Remediating),
             (Finished { succeeded: true }, Phase::Remediated),

@@ -10,6 +10,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use tracing::warn;
 
+use super::conditions::set_kstatus;
 use super::{Context, Error, MANAGER};
 use crate::action::ApprovedPlan;
 use crate::crd::{AlertTriage, AlertTriageStatus};
@@ -78,6 +79,12 @@ impl<'a> Record<'a> {
         note: Option<Note>,
     ) -> Result<AlertTriageStatus, Error> {
         fit(&mut status, self.ctx.config.status_byte_limit);
+        let previous = self
+            .obj
+            .status
+            .as_ref()
+            .map_or(&[][..], |s| &s.conditions[..]);
+        set_kstatus(&mut status, previous, self.ctx.clock.now().await);
         let version = self
             .version
             .lock()

@@ -251,6 +251,16 @@ fn verdict_status(
                 verdict.recommendation.reason
             ),
         ),
+        // No evidence is not "all clear": a person must look, with the runbook's steps.
+        crd::Action::None if verdict.classification.category == crd::Category::NoEvidence => (
+            true,
+            "NoEvidence",
+            format!(
+                "{} Look by hand: {}",
+                verdict.recommendation.reason,
+                verdict.recommendation.next_steps.join(" ")
+            ),
+        ),
         crd::Action::None => (false, "NoAction", verdict.recommendation.reason.clone()),
     };
     status.phase = Some(phase::after(Outcome::Triaged {

@@ -131,20 +131,28 @@ pub async fn verify(
         );
         return finish(record, ctx, status, false, &reason, Some(name), now).await;
     }
-    let logs = if scanned.log_errors.is_empty() {
-        format!(
-            "{} log lines since it started, none with the signature",
-            scanned.findings.lines
-        )
-    } else {
-        format!(
-            "its logs could not be read: {}",
+    let ready_for = now.duration_since(ready_since).as_secs();
+    if !scanned.log_errors.is_empty() {
+        // Ready, but whether the signature stopped could not be checked: not a success.
+        let message = format!(
+            "replacement pod {name} has been Ready for {ready_for}s, but its logs could not be read ({}); check them by hand",
             scanned.log_errors.join("; ")
+        );
+        return end(
+            record,
+            ctx,
+            status,
+            RemediationOutcome::Unverified,
+            "Unverified",
+            &message,
+            Some(name),
+            now,
         )
-    };
+        .await;
+    }
     let reason = format!(
-        "replacement pod {name} has been Ready for {}s; {logs}",
-        now.duration_since(ready_since).as_secs()
+        "replacement pod {name} has been Ready for {ready_for}s; {} log lines since it started, none with the signature",
+        scanned.findings.lines
     );
     finish(record, ctx, status, true, &reason, Some(name), now).await
 }
@@ -185,7 +193,7 @@ pub async fn status_mismatch(
         record,
         ctx,
         previous,
-        false,
+        RemediationOutcome::Failed,
         "StatusMismatch",
         &message,
         None,
@@ -204,16 +212,16 @@ pub async fn finish(
     replacement: Option<String>,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let reason = if succeeded {
-        "Remediated"
+    let (outcome, reason) = if succeeded {
+        (RemediationOutcome::Succeeded, "Remediated")
     } else {
-        "RemediationFailed"
+        (RemediationOutcome::Failed, "RemediationFailed")
     };
     end(
         record,
         ctx,
         previous,
-        succeeded,
+        outcome,
         reason,
         message,
         replacement,
@@ -227,19 +235,17 @@ async fn end(
     record: &Record<'_>,
     ctx: &Context,
     previous: AlertTriageStatus,
-    succeeded: bool,
+    outcome: RemediationOutcome,
     reason: &str,
     message: &str,
     replacement: Option<String>,
     now: Timestamp,
 ) -> Result<Action, Error> {
     let mut status = previous.clone();
-    status.phase = Some(phase::after(Outcome::Finished { succeeded }));
-    let outcome = if succeeded {
-        RemediationOutcome::Succeeded
-    } else {
-        RemediationOutcome::Failed
-    };
+    // Unverified: the pod was replaced, so the remediation ended, but it is not a success.
+    let succeeded = outcome == RemediationOutcome::Succeeded;
+    let ended = outcome != RemediationOutcome::Failed;
+    status.phase = Some(phase::after(Outcome::Finished { succeeded: ended }));
     if let Some(r) = status.remediation.as_mut() {
         r.outcome = outcome;
         r.message = message.to_string();

@@ -474,8 +474,9 @@ pub struct Remediation {
     pub replacement: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
-    /// `InProgress`, `Blocked` (a PodDisruptionBudget said not now), `Succeeded`, `Failed`, or
-    /// `DryRun` (what would have been done).
+    /// `InProgress`, `Blocked` (a PodDisruptionBudget said not now), `Succeeded`, `Failed`,
+    /// `Unverified` (done, but a check could not be made), or `DryRun` (what would have been
+    /// done).
     pub outcome: RemediationOutcome,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -508,6 +509,9 @@ pub enum RemediationOutcome {
     Blocked,
     Succeeded,
     Failed,
+    /// The pod was removed and replaced, but a check could not be made (e.g. the replacement's
+    /// logs could not be read): not called a success.
+    Unverified,
     DryRun,
 }
 
@@ -518,6 +522,7 @@ impl RemediationOutcome {
             RemediationOutcome::Blocked => "Blocked",
             RemediationOutcome::Succeeded => "Succeeded",
             RemediationOutcome::Failed => "Failed",
+            RemediationOutcome::Unverified => "Unverified",
             RemediationOutcome::DryRun => "DryRun",
         }
     }

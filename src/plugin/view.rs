@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::crd::{AlertTriage, AlertTriageStatus, Phase, Proposal};
+use crate::crd::{AlertTriage, AlertTriageStatus, Phase, Proposal, RemediationOutcome};
 
 /// How urgently a triage needs a person, most urgent first: the order of `kubectl triage list`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -100,7 +100,7 @@ fn unverified(status: &AlertTriageStatus) -> bool {
     status
         .remediation
         .as_ref()
-        .is_some_and(|r| r.outcome == "Unverified")
+        .is_some_and(|r| r.outcome == RemediationOutcome::Unverified)
 }
 
 pub fn attention(t: &AlertTriage) -> Attention {
@@ -209,12 +209,13 @@ pub fn needs(t: &AlertTriage, now: Timestamp) -> String {
         },
         Attention::Stalled => format!("fix the spec: {}", condition_message("Stalled")),
         Attention::Look => {
-            if let Some(r) = status
-                .remediation
-                .as_ref()
-                .filter(|r| r.outcome == "Failed" || r.outcome == "Unverified")
-            {
-                format!("look: remediation {}: {}", r.outcome, r.message)
+            if let Some(r) = status.remediation.as_ref().filter(|r| {
+                matches!(
+                    r.outcome,
+                    RemediationOutcome::Failed | RemediationOutcome::Unverified
+                )
+            }) {
+                format!("look: remediation {}: {}", r.outcome.as_str(), r.message)
             } else if is_true(t, "ActionRequired") {
                 format!("look: {}", condition_message("ActionRequired"))
             } else {
@@ -505,7 +506,10 @@ pub fn why(t: &AlertTriage, now: Timestamp) -> String {
         let _ = write!(
             out,
             "\nRemediation: {} of pod {} approved by {}: {}",
-            r.action, r.pod, r.approved_by, r.outcome
+            r.action.as_str(),
+            r.pod,
+            r.approved_by,
+            r.outcome.as_str()
         );
         if !r.message.is_empty() {
             let _ = write!(out, " ({})", r.message);
