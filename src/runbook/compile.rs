@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use memchr::memmem::Finder;
 use regex::{Captures, Regex, RegexSet};
+use regex_syntax::hir::{Class, Hir, HirKind};
 use serde_json::{Map, Value};
 
 use super::RunbookError;
@@ -50,11 +51,15 @@ pub(super) struct Matchers {
     pub(super) filters: Vec<(Extractor, String)>,
     pub(super) controller_ids: Option<Extractor>,
     pub(super) http_status: Vec<Regex>,
-    pub(super) categories: Vec<Classifier>,
+    categories: Vec<Classifier>,
     pub(super) markers: Option<(RegexSet, Vec<String>)>,
     pub(super) related: Option<(RegexSet, Category)>,
     pub(super) time_fields: Vec<String>,
     pub(super) detail_fields: Vec<String>,
+    /// Finds the lines a failure scan must look at: signatures and success markers.
+    pub(super) prefilter: Option<Prefilter>,
+    /// Finds the lines a related-services scan must look at.
+    pub(super) related_prefilter: Option<Prefilter>,
 }
 
 struct Classifier {
@@ -235,7 +240,21 @@ impl Matchers {
             Some((compile_set(id, "successMarkers", &patterns)?, names))
         };
 
+        let marker_patterns: Vec<&str> = rb
+            .success_markers
+            .iter()
+            .map(|m| m.pattern.as_str())
+            .collect();
+        let related_patterns: Vec<&str> = rb
+            .related_services
+            .iter()
+            .flat_map(|r| r.patterns.iter().map(String::as_str))
+            .collect();
         Ok(Matchers {
+            prefilter: Prefilter::new(&signature, &marker_patterns),
+            related_prefilter: (!related_patterns.is_empty())
+                .then(|| Prefilter::new(&[], &related_patterns))
+                .flatten(),
             signature: signature
                 .iter()
                 .map(|s| Finder::new(s).into_owned())
@@ -300,5 +319,134 @@ impl Matchers {
             .iter()
             .find(|c| c.fits(detail, statuses))
             .map_or(Category::Unclassified, |c| c.category)
+    }
+}
+
+/// A search over many lines at once for the places where a line could match, so the scanner
+/// splits, decodes and matches only the lines around them.
+///
+/// It must never miss a line that the per-line matching would act on, so it is built to match
+/// more, not less: the signature literals, and each pattern with its assertions (`^`, `$`,
+/// `\b`) dropped, because a line's body starts after its timestamp and the search runs over
+/// the raw bytes of many lines. Which lines count is still decided line by line.
+pub(super) struct Prefilter {
+    pub(super) regex: regex::bytes::Regex,
+    /// A pattern could match the U+FFFD that lossy decoding puts where bytes are not UTF-8,
+    /// which is not in the raw bytes: such blocks must be valid UTF-8 to be searched raw.
+    pub(super) needs_utf8: bool,
+}
+
+impl Prefilter {
+    /// `None` when no search can stand in for reading every line (a pattern that matches the
+    /// empty string, or one this parser reads differently); the scanner then reads them all.
+    fn new(literals: &[String], patterns: &[&str]) -> Option<Prefilter> {
+        let mut alternatives: Vec<Hir> = literals
+            .iter()
+            .map(|l| Hir::literal(l.as_bytes()))
+            .collect();
+        for pattern in patterns {
+            alternatives.push(without_assertions(
+                regex_syntax::Parser::new().parse(pattern).ok()?,
+            ));
+        }
+        let hir = Hir::alternation(alternatives);
+        let regex = regex::bytes::Regex::new(&hir.to_string()).ok()?;
+        if regex.is_match(b"") {
+            return None;
+        }
+        Some(Prefilter {
+            regex,
+            needs_utf8: may_match_replacement(&hir),
+        })
+    }
+}
+
+fn without_assertions(hir: Hir) -> Hir {
+    match hir.into_kind() {
+        HirKind::Look(_) | HirKind::Empty => Hir::empty(),
+        HirKind::Literal(lit) => Hir::literal(lit.0),
+        HirKind::Class(class) => Hir::class(class),
+        HirKind::Repetition(mut rep) => {
+            rep.sub = Box::new(without_assertions(*rep.sub));
+            Hir::repetition(rep)
+        }
+        HirKind::Capture(cap) => without_assertions(*cap.sub),
+        HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(without_assertions).collect()),
+        HirKind::Alternation(subs) => {
+            Hir::alternation(subs.into_iter().map(without_assertions).collect())
+        }
+    }
+}
+
+fn may_match_replacement(hir: &Hir) -> bool {
+    const REPLACEMENT: char = char::REPLACEMENT_CHARACTER;
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(lit) => String::from_utf8_lossy(&lit.0).contains(REPLACEMENT),
+        HirKind::Class(Class::Unicode(class)) => class
+            .ranges()
+            .iter()
+            .any(|r| (r.start()..=r.end()).contains(&REPLACEMENT)),
+        HirKind::Class(Class::Bytes(_)) => true,
+        HirKind::Repetition(rep) => may_match_replacement(&rep.sub),
+        HirKind::Capture(cap) => may_match_replacement(&cap.sub),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => {
+            subs.iter().any(may_match_replacement)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::Catalog;
+
+    fn compiled(id: &str, labels: &[(&str, &str)]) -> CompiledRunbook {
+        let alert = Alert {
+            name: "test".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            starts_at: None,
+        };
+        Catalog::builtin()
+            .select(Some(id), &alert)
+            .unwrap()
+            .compile(&alert)
+            .unwrap()
+    }
+
+    /// The block search is what makes scanning fast; losing it would only show as slowness.
+    #[test]
+    fn builtin_runbooks_are_searched_by_block() {
+        let metering = compiled("metering-token-exchange", &[]);
+        let prefilter = metering.matchers.prefilter.as_ref().unwrap();
+        assert!(!prefilter.needs_utf8);
+        for line in [
+            "x ErrorMeteringTokenExchangeFailure y",
+            "2026-11-21T04:00:00Z WORKER metering Started",
+            "openshift licence usage submitted",
+        ] {
+            assert!(prefilter.regex.is_match(line.as_bytes()), "{line}");
+        }
+        assert!(!prefilter.regex.is_match(b"GET /healthz 200 worker metering"));
+        // `.*` in the related patterns could match what lossy decoding made of bad bytes.
+        assert!(metering.matchers.related_prefilter.as_ref().unwrap().needs_utf8);
+        let orchestrator = compiled(
+            "orchestrator-callback-errors",
+            &[("operation", "DeleteClientID"), ("reason_code", "ErrorUnclassified")],
+        );
+        assert!(orchestrator.matchers.prefilter.is_some());
+        assert!(orchestrator.matchers.related_prefilter.is_none());
+    }
+
+    #[test]
+    fn a_pattern_that_matches_nothing_in_particular_reads_every_line() {
+        assert!(Prefilter::new(&[], &["x*"]).is_none());
+        assert!(Prefilter::new(&[], &[r"^\b$"]).is_none());
+        let p = Prefilter::new(&["lit".to_string()], &[r"(?i)^\bab\b"]).unwrap();
+        assert!(p.regex.is_match(b"xxabxx"), "assertions are dropped, so more lines match");
+        assert!(p.regex.is_match(b"AB"));
     }
 }

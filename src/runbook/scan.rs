@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::compile::Matchers;
+use super::compile::{Matchers, Prefilter};
 use crate::crd::Category;
 use crate::redact::redact;
 
@@ -45,6 +45,12 @@ pub struct StreamFindings {
     pub success_markers: BTreeMap<String, u64>,
     pub first_failure: Option<Timestamp>,
     pub last_failure: Option<Timestamp>,
+    /// The first and the last line read that start with a timestamp (the kubelet's or the
+    /// application's own): the span of log that was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_line: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_line: Option<Timestamp>,
 }
 
 impl StreamFindings {
@@ -74,6 +80,8 @@ impl StreamFindings {
         }
         self.first_failure = min_some(self.first_failure, other.first_failure);
         self.last_failure = self.last_failure.max(other.last_failure);
+        self.first_line = min_some(self.first_line, other.first_line);
+        self.last_line = self.last_line.max(other.last_line);
     }
 
     /// Failure records of every category.
@@ -146,15 +154,22 @@ impl<'a> LogScanner<'a> {
     }
 
     /// Feeds the next bytes of the stream; a line may span any number of chunks.
+    ///
+    /// The complete lines of a chunk are searched as one block for the places a line could
+    /// matter (see [`super::compile::Prefilter`]); only the lines there, and a line that may continue a record,
+    /// are split off, decoded and matched. The line cut by the chunk's end is kept for the next.
     pub fn push(&mut self, chunk: &[u8]) {
         self.findings.bytes += chunk.len() as u64;
-        let mut rest = chunk;
-        while let Some(end) = memchr::memchr(b'\n', rest) {
-            self.append(&rest[..end]);
-            self.end_line();
-            rest = &rest[end + 1..];
-        }
-        self.append(rest);
+        let Some(first) = memchr::memchr(b'\n', chunk) else {
+            self.append(chunk);
+            return;
+        };
+        self.append(&chunk[..first]);
+        self.end_line();
+        let rest = &chunk[first + 1..];
+        let whole = memchr::memrchr(b'\n', rest).map_or(0, |last| last + 1);
+        self.scan_block(&rest[..whole]);
+        self.append(&rest[whole..]);
     }
 
     /// Ends the stream: the last line without a newline and any waiting record count too.
@@ -182,8 +197,81 @@ impl<'a> LogScanner<'a> {
         self.line.clear();
     }
 
+    /// Complete lines, each ending with a newline.
+    fn scan_block(&mut self, block: &[u8]) {
+        if block.is_empty() {
+            return;
+        }
+        let m = self.matchers;
+        let prefilter = if self.related {
+            m.related_prefilter.as_ref()
+        } else {
+            m.prefilter.as_ref()
+        };
+        let usable = |p: &&Prefilter| !p.needs_utf8 || std::str::from_utf8(block).is_ok();
+        let Some(prefilter) = prefilter.filter(usable) else {
+            let mut at = 0;
+            while at < block.len() {
+                let (line, next) = line_at(block, at);
+                self.scan_line(line);
+                at = next;
+            }
+            return;
+        };
+        self.findings.lines += memchr::memchr_iter(b'\n', block).count() as u64;
+        self.note_block_times(block);
+        // Start of the first line not yet looked at.
+        let mut at = 0;
+        while at < block.len() {
+            if self.pending.is_none() {
+                let Some(hit) = prefilter.regex.find_at(block, at) else {
+                    return;
+                };
+                let start = memchr::memrchr(b'\n', &block[at..hit.start()])
+                    .map_or(at, |i| at + i + 1);
+                // A hit may run over several lines; each of them is looked at.
+                let stop = hit.end().max(hit.start() + 1);
+                at = start;
+                while at < stop && at < block.len() {
+                    let (line, next) = line_at(block, at);
+                    self.examine(line);
+                    at = next;
+                }
+            } else {
+                // The line after a record may be its continuation, hit or not.
+                let (line, next) = line_at(block, at);
+                self.examine(line);
+                at = next;
+            }
+        }
+    }
+
+    /// The same first and last timed lines as reading every line would note, found by
+    /// looking from the block's start (only until the stream's first) and back from its end.
+    fn note_block_times(&mut self, block: &[u8]) {
+        let lines = || block[..block.len() - 1].split(|&b| b == b'\n');
+        if self.findings.first_line.is_none() {
+            self.findings.first_line = lines().find_map(leading_time);
+        }
+        if let Some(t) = block[..block.len() - 1]
+            .rsplit(|&b| b == b'\n')
+            .find_map(leading_time)
+        {
+            self.findings.last_line = Some(t);
+        }
+    }
+
     fn scan_line(&mut self, bytes: &[u8]) {
         self.findings.lines += 1;
+        if let Some(t) = leading_time(bytes) {
+            self.findings.first_line.get_or_insert(t);
+            self.findings.last_line = Some(t);
+        }
+        self.examine(bytes);
+    }
+
+    /// Matches one line (already cut to [`MAX_LINE_BYTES`]) without counting it.
+    fn examine(&mut self, bytes: &[u8]) {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let raw = String::from_utf8_lossy(bytes);
         let (time, body) = split_timestamp(&raw);
@@ -303,6 +391,28 @@ fn is_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The line starting at `at` in a block of complete lines, cut to [`MAX_LINE_BYTES`], and
+/// where the next one starts.
+fn line_at(block: &[u8], at: usize) -> (&[u8], usize) {
+    let end = memchr::memchr(b'\n', &block[at..]).map_or(block.len(), |i| at + i);
+    let line = &block[at..end];
+    (&line[..line.len().min(MAX_LINE_BYTES)], end + 1)
+}
+
+/// The timestamp [`split_timestamp`] would take from the line, read from its raw bytes.
+pub fn leading_time(line: &[u8]) -> Option<Timestamp> {
+    let looks_like_date =
+        line.len() > 11 && line[..4].iter().all(u8::is_ascii_digit) && line[4] == b'-';
+    if !looks_like_date {
+        return None;
+    }
+    let space = line
+        .iter()
+        .take(MAX_TIMESTAMP_LEN)
+        .position(|&c| c == b' ')?;
+    std::str::from_utf8(&line[..space]).ok()?.parse().ok()
 }
 
 /// Splits off a leading RFC 3339 timestamp and its space, when there is one.
@@ -529,6 +639,14 @@ mod tests {
             b"eyJabcdefghijklmnop",
             b"[",
             b"]",
+            b"WORKER Metering STARTED",
+            // "worKer", with the Kelvin sign that case-insensitive matching folds to k.
+            b"wor\xe2\x84\xaaer metering started",
+            b"OpenShift licences usage submitted",
+            b"IAM",
+            b"Rate-Limit",
+            b"api key based rate limit",
+            b"\xef\xbf\xbd",
         ];
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move |bound: usize| {
@@ -557,8 +675,22 @@ mod tests {
                     "{:?}",
                     String::from_utf8_lossy(&input)
                 );
-                let related = scan_chunks(c.related_scanner(), &input, 5);
+                // One byte at a time, no chunk holds a whole line: every line is matched on its
+                // own, without the block search, which must not change what is found.
+                assert_eq!(
+                    scan_chunks(c.scanner(), &input, 1),
+                    whole,
+                    "{:?}",
+                    String::from_utf8_lossy(&input)
+                );
+                let related = scan_chunks(c.related_scanner(), &input, input.len());
                 assert_eq!(related.bytes, input.len() as u64);
+                assert_eq!(
+                    scan_chunks(c.related_scanner(), &input, 1),
+                    related,
+                    "{:?}",
+                    String::from_utf8_lossy(&input)
+                );
                 let text = String::from_utf8_lossy(&input);
                 let once = redact(&text).into_owned();
                 assert_eq!(redact(&once), once);
