@@ -62,16 +62,32 @@ fn realistic_log(kind: Kind, target_bytes: usize) -> Vec<u8> {
                     1_795_233_600 + secs,
                     id % 300
                 ),
-                1 => format!("I1121 04:00:00.{id:06} 1 controller.go:123] reconciling worker w-{id} in cluster c{id:07}"),
-                2 => format!("GET /v1/clusters/c{id:07}/workers 200 {}.{}ms", id % 90, id % 10),
+                1 => format!(
+                    "I1121 04:00:00.{id:06} 1 controller.go:123] reconciling worker w-{id} in cluster c{id:07}"
+                ),
+                2 => format!(
+                    "GET /v1/clusters/c{id:07}/workers 200 {}.{}ms",
+                    id % 90,
+                    id % 10
+                ),
                 3 => format!(
                     r#"{{"level":"debug","ts":{}.{id},"caller":"iam/token.go:211","msg":"token refreshed","expiresIn":3600,"requestID":"r-{id}"}}"#,
                     1_795_233_600 + secs
                 ),
-                4 => format!("W1121 04:00:00.{id:06} 1 reflector.go:561] watch of *v1.Pod ended with: an error on the server (\"unable to decode an event from the watch stream\") has prevented the request from succeeding"),
-                5 => format!(r#"{{"level":"info","callbackName":"CreateClientID","reasonCode":"Success","controllerID":"beef{id}","msg":"callback finished"}}"#),
-                6 => format!("worker w-{id} metering tick: 12 usage records queued, rate 3.1/s, ErrorCount=0"),
-                _ => format!("POST /v2/billing/usage 202 {}ms user-agent=armada-billing/1.{} request-id={id}", id % 400, id % 9),
+                4 => format!(
+                    "W1121 04:00:00.{id:06} 1 reflector.go:561] watch of *v1.Pod ended with: an error on the server (\"unable to decode an event from the watch stream\") has prevented the request from succeeding"
+                ),
+                5 => format!(
+                    r#"{{"level":"info","callbackName":"CreateClientID","reasonCode":"Success","controllerID":"beef{id}","msg":"callback finished"}}"#
+                ),
+                6 => format!(
+                    "worker w-{id} metering tick: 12 usage records queued, rate 3.1/s, ErrorCount=0"
+                ),
+                _ => format!(
+                    "POST /v2/billing/usage 202 {}ms user-agent=armada-billing/1.{} request-id={id}",
+                    id % 400,
+                    id % 9
+                ),
             },
         };
         out.extend_from_slice(line.as_bytes());

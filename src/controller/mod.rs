@@ -9,21 +9,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::action::Limits;
 use crate::cli::RunArgs;
 use crate::crd::AlertTriage;
+use crate::evidence::LogBudget;
 use crate::http::{self, Endpoints};
 use crate::leader::{Elector, LeaderArgs};
 use crate::metrics::Metrics;
-use crate::runbook::Catalog;
+use crate::runbook::{Catalog, CompiledCache};
 
 /// The field manager for everything the controller writes (status, server-side apply).
 pub const MANAGER: &str = "alert-triage-operator";
@@ -80,6 +82,8 @@ impl InfoConfigMap {
 pub struct Config {
     pub log_byte_limit: u64,
     pub pod_concurrency: usize,
+    pub max_concurrent_triages: usize,
+    pub log_bytes_in_flight: u64,
     /// Overrides the runbook's info ConfigMap.
     pub info_configmap: Option<InfoConfigMap>,
     pub proposal_ttl: Duration,
@@ -99,6 +103,8 @@ impl From<&RunArgs> for Config {
         Config {
             log_byte_limit: a.log_byte_limit,
             pod_concurrency: a.pod_concurrency,
+            max_concurrent_triages: a.max_concurrent_triages.max(1),
+            log_bytes_in_flight: a.log_bytes_in_flight,
             info_configmap: a.info_configmap.as_deref().map(InfoConfigMap::parse),
             proposal_ttl: a.proposal_ttl,
             status_byte_limit: a.status_byte_limit,
@@ -137,7 +143,11 @@ pub struct Context {
     pub recorder: Recorder,
     pub config: Config,
     pub catalog: &'static Catalog,
+    pub compiled: CompiledCache,
     pub metrics: Arc<Metrics>,
+    /// Bounds the triages running at once across every watched namespace.
+    pub triage_slots: Semaphore,
+    pub bytes_in_flight: LogBudget,
 }
 
 /// Runs the controller until SIGTERM/SIGINT: serves /metrics, /healthz and /readyz, keeps the
@@ -180,7 +190,10 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         recorder: Recorder::new(client.clone(), reporter),
         config: Config::from(args),
         catalog: Catalog::builtin(),
+        compiled: CompiledCache::default(),
         metrics,
+        triage_slots: Semaphore::new(args.max_concurrent_triages.max(1)),
+        bytes_in_flight: LogBudget::new(args.log_bytes_in_flight),
     });
     info!(namespaces = ?args.namespaces, identity, "starting the AlertTriage controller");
     let result = if args.leader.enabled {
@@ -244,8 +257,22 @@ async fn reconcile_until(
     apis: Vec<Api<AlertTriage>>,
     shutdown: &CancellationToken,
 ) {
+    let concurrency = u16::try_from(ctx.config.max_concurrent_triages).unwrap_or(u16::MAX);
     let controllers = apis.into_iter().map(|api| {
-        Controller::new(api, watcher::Config::default().any_semantic())
+        // Each reconcile reads its AlertTriage afresh, so this cache only names what to
+        // reconcile: it keeps no status, managed fields or annotations.
+        let (reader, writer) = reflector::store();
+        let triages = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|t| {
+                t.metadata.managed_fields = None;
+                t.metadata.annotations = None;
+                t.status = None;
+            })
+            .reflect(writer)
+            .applied_objects();
+        Controller::for_stream(triages, reader)
+            .with_config(controller::Config::default().concurrency(concurrency))
             .graceful_shutdown_on(shutdown.clone().cancelled_owned())
             .run(measured, reconcile::error_policy, ctx.clone())
             .for_each(|res| async move {
@@ -260,6 +287,8 @@ async fn reconcile_until(
 
 /// A reconcile, counted and timed.
 async fn measured(obj: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Never closed, so the wait ends with a slot.
+    let _slot = ctx.triage_slots.acquire().await;
     let started = Instant::now();
     let result = reconcile::reconcile(obj, ctx.clone()).await;
     ctx.metrics.reconciled(

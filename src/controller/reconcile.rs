@@ -91,7 +91,7 @@ pub(super) struct Unworkable {
 /// Everything a triage (or a remediation's fresh look) needs from the spec and the runbook.
 pub(super) struct Resolved {
     pub runbook: &'static Runbook,
-    pub compiled: CompiledRunbook,
+    pub compiled: Arc<CompiledRunbook>,
     pub namespace: String,
     pub selector: TargetSelector,
     pub window: Duration,
@@ -112,6 +112,7 @@ impl Resolved {
             since,
             log_byte_limit: ctx.config.log_byte_limit,
             concurrency: ctx.config.pod_concurrency,
+            bytes_in_flight: ctx.bytes_in_flight.clone(),
         }
     }
 }
@@ -153,8 +154,9 @@ pub(super) fn resolve(obj: &AlertTriage, ctx: &Context) -> Result<Resolved, Unwo
         Some(w) => crate::cli::parse_duration(w).map_err(|e| unworkable("InvalidWindow", e))?,
         None => runbook.default_window(),
     };
-    let compiled = runbook
-        .compile(&obj.spec.alert)
+    let compiled = ctx
+        .compiled
+        .get(runbook, &obj.spec.alert)
         .map_err(|e| unworkable("RunbookError", e.to_string()))?;
     Ok(Resolved {
         runbook,

@@ -2,7 +2,8 @@
 //! regex built, ready for the scanner ([`super::scan`]) and the verdict ([`super::engine`]).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use memchr::memmem::Finder;
 use regex::{Captures, Regex, RegexSet};
@@ -27,6 +28,50 @@ impl Runbook {
             matchers: Matchers::new(self, &alert.labels)?,
             runbook: self.clone(),
         })
+    }
+}
+
+/// Most compiled runbooks kept; beyond that the cache starts again, which costs only time.
+const MAX_CACHED: usize = 256;
+
+/// Compiled runbooks by runbook and the values of the alert labels their matchers use, so the
+/// triages of one alert share one compilation instead of building every regex again.
+///
+/// Runbooks are keyed by id: that holds for the built-in catalog, which never changes while the
+/// process runs; runbooks that can change must add their version to the key.
+#[derive(Default)]
+pub struct CompiledCache {
+    entries: Mutex<HashMap<CacheKey, Arc<CompiledRunbook>>>,
+}
+
+type CacheKey = (String, Vec<(String, Option<String>)>);
+
+impl CompiledCache {
+    pub fn get(
+        &self,
+        runbook: &Runbook,
+        alert: &Alert,
+    ) -> Result<Arc<CompiledRunbook>, RunbookError> {
+        let key = (
+            runbook.id.clone(),
+            runbook
+                .compile_time_templates()
+                .flat_map(template::placeholders)
+                .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+                .map(|l| (l.to_string(), alert.labels.get(l).cloned()))
+                .collect(),
+        );
+        let entries = || self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(compiled) = entries().get(&key) {
+            return Ok(compiled.clone());
+        }
+        let compiled = Arc::new(runbook.compile(alert)?);
+        let mut entries = entries();
+        if entries.len() >= MAX_CACHED {
+            entries.clear();
+        }
+        entries.insert(key, compiled.clone());
+        Ok(compiled)
     }
 }
 
@@ -100,7 +145,11 @@ impl Extractor {
         first_group(&caps).map(Cow::Borrowed)
     }
 
-    pub(super) fn all<'t>(&self, json: Option<&'t Map<String, Value>>, text: &'t str) -> Vec<Cow<'t, str>> {
+    pub(super) fn all<'t>(
+        &self,
+        json: Option<&'t Map<String, Value>>,
+        text: &'t str,
+    ) -> Vec<Cow<'t, str>> {
         let from_json: Vec<_> = json
             .into_iter()
             .flat_map(|obj| self.json.iter().filter_map(|k| obj.get(k)))
@@ -430,15 +479,69 @@ mod tests {
         ] {
             assert!(prefilter.regex.is_match(line.as_bytes()), "{line}");
         }
-        assert!(!prefilter.regex.is_match(b"GET /healthz 200 worker metering"));
+        assert!(
+            !prefilter
+                .regex
+                .is_match(b"GET /healthz 200 worker metering")
+        );
         // `.*` in the related patterns could match what lossy decoding made of bad bytes.
-        assert!(metering.matchers.related_prefilter.as_ref().unwrap().needs_utf8);
+        assert!(
+            metering
+                .matchers
+                .related_prefilter
+                .as_ref()
+                .unwrap()
+                .needs_utf8
+        );
         let orchestrator = compiled(
             "orchestrator-callback-errors",
-            &[("operation", "DeleteClientID"), ("reason_code", "ErrorUnclassified")],
+            &[
+                ("operation", "DeleteClientID"),
+                ("reason_code", "ErrorUnclassified"),
+            ],
         );
         assert!(orchestrator.matchers.prefilter.is_some());
         assert!(orchestrator.matchers.related_prefilter.is_none());
+    }
+
+    #[test]
+    fn compiled_runbooks_are_shared_by_the_labels_they_use() {
+        let runbook = Catalog::builtin()
+            .select(Some("orchestrator-callback-errors"), &Alert::default())
+            .unwrap();
+        let alert = |operation: &str, region: &str| Alert {
+            name: "a".into(),
+            labels: [
+                ("operation", operation),
+                ("reason_code", "ErrorUnclassified"),
+                ("region", region),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            starts_at: None,
+        };
+        let cache = CompiledCache::default();
+        let first = cache
+            .get(runbook, &alert("DeleteClientID", "us-south"))
+            .unwrap();
+        let other_region = cache
+            .get(runbook, &alert("DeleteClientID", "eu-de"))
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &other_region),
+            "region is not in the matchers"
+        );
+        let other_operation = cache
+            .get(runbook, &alert("CreateClientID", "us-south"))
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &other_operation));
+        let missing = Alert::default();
+        assert!(
+            cache.get(runbook, &missing).is_err(),
+            "a missing label is an error, every time"
+        );
+        assert!(cache.get(runbook, &missing).is_err());
     }
 
     #[test]
@@ -446,7 +549,10 @@ mod tests {
         assert!(Prefilter::new(&[], &["x*"]).is_none());
         assert!(Prefilter::new(&[], &[r"^\b$"]).is_none());
         let p = Prefilter::new(&["lit".to_string()], &[r"(?i)^\bab\b"]).unwrap();
-        assert!(p.regex.is_match(b"xxabxx"), "assertions are dropped, so more lines match");
+        assert!(
+            p.regex.is_match(b"xxabxx"),
+            "assertions are dropped, so more lines match"
+        );
         assert!(p.regex.is_match(b"AB"));
     }
 }

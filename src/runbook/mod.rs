@@ -11,10 +11,10 @@ mod scan;
 mod template;
 
 pub use catalog::{Catalog, SelectError};
-pub use compile::CompiledRunbook;
+pub use compile::{CompiledCache, CompiledRunbook};
 pub use engine::{AssessInput, EnvInfo, PodInput, RelatedInput, Verdict};
 pub use model::{EnvInfoSpec, Runbook};
-pub use scan::{LogScanner, MAX_LINE_BYTES, StreamFindings};
+pub use scan::{LogScanner, MAX_LINE_BYTES, StreamFindings, leading_time};
 
 /// A runbook that cannot be loaded or compiled.
 #[derive(Debug, thiserror::Error)]

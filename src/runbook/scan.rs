@@ -97,7 +97,6 @@ fn min_some(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     }
 }
 
-
 /// A failure record being assembled: its first line and, possibly, a continuation line.
 struct Record {
     time: Option<Timestamp>,
@@ -227,8 +226,8 @@ impl<'a> LogScanner<'a> {
                 let Some(hit) = prefilter.regex.find_at(block, at) else {
                     return;
                 };
-                let start = memchr::memrchr(b'\n', &block[at..hit.start()])
-                    .map_or(at, |i| at + i + 1);
+                let start =
+                    memchr::memrchr(b'\n', &block[at..hit.start()]).map_or(at, |i| at + i + 1);
                 // A hit may run over several lines; each of them is looked at.
                 let stop = hit.end().max(hit.start() + 1);
                 at = start;
