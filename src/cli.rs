@@ -72,6 +72,16 @@ pub struct RunArgs {
     #[arg(long, env = "ATO_POD_CONCURRENCY", default_value_t = 4)]
     pub pod_concurrency: usize,
 
+    /// Most triages running at once (across all watched namespaces); the rest wait their turn,
+    /// so a backlog after an outage is worked through within a fixed memory bound.
+    #[arg(long, env = "ATO_MAX_CONCURRENT_TRIAGES", default_value_t = 16)]
+    pub max_concurrent_triages: usize,
+
+    /// Most log bytes being read at once across all triages; each log read counts its byte
+    /// limit while it runs.
+    #[arg(long, env = "ATO_LOG_BYTES_IN_FLIGHT", default_value_t = 64 * 1024 * 1024)]
+    pub log_bytes_in_flight: u64,
+
     /// The environment's info ConfigMap, as NAME or NAMESPACE/NAME, instead of the one the
     /// runbook names (`armada-info`). Without a namespace it is read from the target namespace.
     #[arg(long, env = "ATO_INFO_CONFIGMAP")]

@@ -8,16 +8,18 @@ use std::sync::Arc;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::cli::RunArgs;
 use crate::controller::{self, Config, Context, MANAGER, ServerClock, cache::WarmCache};
 use crate::crd::AlertTriage;
+use crate::evidence::LogBudget;
 use crate::http::{self, Endpoints};
 use crate::leader::{Elector, LeaderArgs};
 use crate::metrics::Metrics;
-use crate::runbook::Catalog;
+use crate::runbook::{Catalog, CompiledCache};
 
 /// Runs the operator until SIGTERM/SIGINT: serves /metrics, /healthz and /readyz, keeps the
 /// AlertTriage watch cache warm, and reconciles (while holding the lease, with leader election).
@@ -62,7 +64,10 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         recorder: Recorder::new(client.clone(), reporter),
         config: Config::from(args),
         catalog: Catalog::builtin(),
+        compiled: CompiledCache::default(),
         metrics,
+        triage_slots: Semaphore::new(args.max_concurrent_triages.max(1)),
+        bytes_in_flight: LogBudget::new(args.log_bytes_in_flight),
         clock: ServerClock::new(client.clone()),
     });
     info!(namespaces = ?args.namespaces, identity, "starting the AlertTriage controller");

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Recorder;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -34,8 +35,9 @@ pub use clock::ServerClock;
 use crate::action::Limits;
 use crate::cli::RunArgs;
 use crate::crd::AlertTriage;
+use crate::evidence::LogBudget;
 use crate::metrics::Metrics;
-use crate::runbook::Catalog;
+use crate::runbook::{Catalog, CompiledCache};
 
 /// The field manager for everything the controller writes (status, server-side apply).
 pub const MANAGER: &str = "alert-triage-operator";
@@ -123,6 +125,8 @@ pub struct Config {
     pub admin_namespaces: Vec<String>,
     /// Check with a SubjectAccessReview that the approver may evict the pod before acting.
     pub review_approver: bool,
+    pub max_concurrent_triages: usize,
+    pub log_bytes_in_flight: u64,
 }
 
 impl From<&RunArgs> for Config {
@@ -145,6 +149,8 @@ impl From<&RunArgs> for Config {
             ledger: ledger_location(a.ledger.as_deref()),
             admin_namespaces: a.admin_namespaces.clone(),
             review_approver: a.review_approver,
+            max_concurrent_triages: a.max_concurrent_triages.max(1),
+            log_bytes_in_flight: a.log_bytes_in_flight,
         }
     }
 }
@@ -171,7 +177,11 @@ pub struct Context {
     pub recorder: Recorder,
     pub config: Config,
     pub catalog: &'static Catalog,
+    pub compiled: CompiledCache,
     pub metrics: Arc<Metrics>,
+    /// Bounds the triages running at once across every watched namespace.
+    pub triage_slots: Semaphore,
+    pub bytes_in_flight: LogBudget,
     /// The API server's time, for every decision that compares times.
     pub clock: ServerClock,
 }
@@ -179,8 +189,22 @@ pub struct Context {
 /// Runs one controller per watched namespace (or one for all) until `shutdown`, then lets the
 /// reconciles in flight finish.
 pub async fn run(ctx: Arc<Context>, apis: Vec<Api<AlertTriage>>, shutdown: &CancellationToken) {
+    let concurrency = u16::try_from(ctx.config.max_concurrent_triages).unwrap_or(u16::MAX);
     let controllers = apis.into_iter().map(|api| {
-        Controller::new(api, watcher::Config::default().any_semantic())
+        // Each reconcile reads its AlertTriage afresh, so this cache only names what to
+        // reconcile: it keeps no status, managed fields or annotations.
+        let (reader, writer) = reflector::store();
+        let triages = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|t| {
+                t.metadata.managed_fields = None;
+                t.metadata.annotations = None;
+                t.status = None;
+            })
+            .reflect(writer)
+            .applied_objects();
+        Controller::for_stream(triages, reader)
+            .with_config(controller::Config::default().concurrency(concurrency))
             .graceful_shutdown_on(shutdown.clone().cancelled_owned())
             .run(measured, error_policy, ctx.clone())
             .for_each(|res| async move {
@@ -195,6 +219,8 @@ pub async fn run(ctx: Arc<Context>, apis: Vec<Api<AlertTriage>>, shutdown: &Canc
 
 /// A reconcile, counted and timed.
 async fn measured(obj: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Never closed, so the wait ends with a slot.
+    let _slot = ctx.triage_slots.acquire().await;
     let started = Instant::now();
     let result = reconcile::reconcile(obj, ctx.clone()).await;
     ctx.metrics.reconciled(

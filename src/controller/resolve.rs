@@ -1,6 +1,7 @@
 //! From a spec to what a triage works with: the runbook, the target pods and the window. Pure:
 //! a spec that cannot be resolved says why, and waits for the spec to change.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -26,7 +27,7 @@ pub struct Unworkable {
 /// Everything a triage (or a remediation's fresh look) needs from the spec and the runbook.
 pub struct Resolved {
     pub runbook: &'static Runbook,
-    pub compiled: CompiledRunbook,
+    pub compiled: Arc<CompiledRunbook>,
     pub namespace: String,
     pub selector: TargetSelector,
     pub window: Duration,
@@ -47,6 +48,7 @@ impl Resolved {
             since,
             log_byte_limit: ctx.config.log_byte_limit,
             concurrency: ctx.config.pod_concurrency,
+            bytes_in_flight: ctx.bytes_in_flight.clone(),
         }
     }
 }
@@ -104,8 +106,9 @@ pub fn resolve(obj: &AlertTriage, ctx: &Context) -> Result<Resolved, Unworkable>
         Some(w) => crate::duration::parse(w).map_err(|e| unworkable("InvalidWindow", e))?,
         None => runbook.default_window(),
     };
-    let compiled = runbook
-        .compile(&obj.spec.alert)
+    let compiled = ctx
+        .compiled
+        .get(runbook, &obj.spec.alert)
         .map_err(|e| unworkable("RunbookError", e.to_string()))?;
     Ok(Resolved {
         runbook,

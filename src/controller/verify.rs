@@ -1,6 +1,7 @@
 //! After the eviction: a replacement must become Ready, stay Ready for a while, and its logs
 //! must not show the signature. Then the remediation's outcome is recorded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -121,6 +122,7 @@ pub async fn verify(
             .map_or(evicted_at, |t| t.0),
         log_byte_limit: ctx.config.log_byte_limit,
         concurrency: ctx.config.pod_concurrency,
+        bytes_in_flight: ctx.bytes_in_flight.clone(),
     };
     let scanned = evidence::scan_one(&ctx.client, &plan, replacement, &compiled).await;
     ctx.metrics.log_bytes(scanned.findings.bytes);
@@ -171,12 +173,18 @@ fn ready_since(pod: &Pod) -> Option<Timestamp> {
 }
 
 /// The runbook the intent names, compiled for the triage's alert.
-fn compiled_runbook(obj: &AlertTriage, ctx: &Context, id: &str) -> Result<CompiledRunbook, String> {
+fn compiled_runbook(
+    obj: &AlertTriage,
+    ctx: &Context,
+    id: &str,
+) -> Result<Arc<CompiledRunbook>, String> {
     let runbook = ctx
         .catalog
         .select(Some(id), &obj.spec.alert)
         .map_err(|e| e.to_string())?;
-    runbook.compile(&obj.spec.alert).map_err(|e| e.to_string())
+    ctx.compiled
+        .get(runbook, &obj.spec.alert)
+        .map_err(|e| e.to_string())
 }
 
 /// Status claims a remediation the operator's ledger does not hold: nothing is done, and the

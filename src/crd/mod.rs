@@ -356,6 +356,15 @@ pub struct PodEvidence {
     pub events: Vec<String>,
     pub lines_scanned: u64,
     pub bytes_scanned: u64,
+    /// The span of log read: its first and last lines' times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs_from: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs_to: Option<Time>,
+    /// The window held more log than the byte limit: only its newest part, from `logsFrom`,
+    /// was read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub older_logs_unread: bool,
     /// Why some of this pod's logs could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_error: Option<String>,

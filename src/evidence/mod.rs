@@ -1,29 +1,41 @@
 //! Gathers what a human would look at: the target pods' state, their recent warning Events and
 //! their logs in the window. Logs are streamed straight into the runbook's scanner, so memory
-//! stays bounded however large a log is.
+//! stays bounded however large a log is; when a log holds more than the byte limit, its newest
+//! part is read, and status says which span that was. A budget shared by all triages
+//! ([`LogBudget`]) bounds how many log bytes are being read at once.
 
+mod budget;
 mod pods;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::AsyncBufReadExt;
+use futures::{AsyncBufReadExt, AsyncReadExt};
 use futures::{StreamExt, stream};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 use tracing::{debug, instrument};
 
 use crate::crd::{PodEvidence, TargetSelector};
 use crate::redact::redact;
-use crate::runbook::{CompiledRunbook, LogScanner, StreamFindings};
+use crate::runbook::{CompiledRunbook, LogScanner, StreamFindings, leading_time};
 
+pub use budget::LogBudget;
 pub use pods::{PodFacts, is_ready};
 
 /// Warning Events kept per pod; the newest ones.
 const EVENTS_PER_POD: usize = 5;
 /// Pods read per related service; enough to say whether it shows the signature.
 const RELATED_PODS_PER_SERVICE: usize = 3;
+/// The newest lines read to learn a log's line length and whether its lines carry times.
+const PROBE_LINES: u64 = 50;
+const PROBE_BYTES: u64 = 64 * 1024;
+/// What `timestamps=true` adds to a line at most: RFC 3339 with nanoseconds and a space.
+const KUBELET_TIMESTAMP_BYTES: u64 = 31;
+/// Reads of one log before settling for what the last one got.
+const MAX_READ_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -47,8 +59,11 @@ pub struct Plan {
     pub selector: TargetSelector,
     pub container: Option<String>,
     pub since: Timestamp,
+    /// Most bytes read of one container's log in the window: its newest part.
     pub log_byte_limit: u64,
     pub concurrency: usize,
+    /// Shared by every triage: bounds the log bytes being read at once.
+    pub bytes_in_flight: LogBudget,
 }
 
 /// One pod's facts and scan results.
@@ -58,6 +73,8 @@ pub struct GatheredPod {
     pub findings: StreamFindings,
     pub events: Vec<String>,
     pub log_errors: Vec<String>,
+    /// The byte limit left older lines of the window unread.
+    pub older_logs_unread: bool,
 }
 
 impl GatheredPod {
@@ -82,6 +99,9 @@ impl GatheredPod {
             events: self.events.clone(),
             lines_scanned: self.findings.lines,
             bytes_scanned: self.findings.bytes,
+            logs_from: self.findings.first_line.map(Time),
+            logs_to: self.findings.last_line.map(Time),
+            older_logs_unread: self.older_logs_unread,
             log_error: (!self.log_errors.is_empty()).then(|| self.log_errors.join("; ")),
         }
     }
@@ -152,13 +172,13 @@ async fn gather_pod(
 ) -> (GatheredPod, Option<String>) {
     let facts = PodFacts::from_pod(&pod);
     let pod_events = events.get(&facts.uid).cloned().unwrap_or_default();
-    let mut scanner = runbook.scanner();
-    let outcome = read_pod_logs(api, &pod, plan, &mut scanner).await;
+    let outcome = read_pod_logs(api, &pod, plan, runbook, false).await;
     let gathered = GatheredPod {
-        findings: scanner.finish(),
+        findings: outcome.findings,
         facts,
         events: pod_events,
         log_errors: outcome.errors,
+        older_logs_unread: outcome.older_unread,
     };
     (gathered, outcome.note)
 }
@@ -201,9 +221,11 @@ pub async fn gather_related(
     for (service, pods) in by_service {
         let mut findings = StreamFindings::default();
         for pod in &pods {
-            let mut scanner = runbook.related_scanner();
-            read_pod_logs(&pods_api, pod, plan, &mut scanner).await;
-            findings.merge(scanner.finish());
+            findings.merge(
+                read_pod_logs(&pods_api, pod, plan, runbook, true)
+                    .await
+                    .findings,
+            );
         }
         out.push((service, pods.len() as u32, findings));
     }
@@ -224,17 +246,21 @@ async fn list_pods(api: &Api<Pod>, namespace: &str, selector: &str) -> Result<Ve
 
 #[derive(Default)]
 struct LogOutcome {
+    findings: StreamFindings,
     errors: Vec<String>,
     note: Option<String>,
+    older_unread: bool,
 }
 
-/// Streams each selected container's logs (and the previous container's, after a restart) into
-/// the scanner. Problems are recorded, never fatal: one unreadable pod must not hide the others.
+/// Reads each selected container's log (and the previous container's, after a restart)
+/// through a scanner. Problems are recorded, never fatal: one unreadable pod must not hide the
+/// others.
 async fn read_pod_logs(
     api: &Api<Pod>,
     pod: &Pod,
     plan: &Plan,
-    scanner: &mut LogScanner<'_>,
+    runbook: &CompiledRunbook,
+    related: bool,
 ) -> LogOutcome {
     let mut outcome = LogOutcome::default();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -257,38 +283,172 @@ async fn read_pod_logs(
             passes.push(true);
         }
         for previous in passes {
-            let params = LogParams {
-                container: Some(container.name.clone()),
+            let which = format!(
+                "{}{}",
+                container.name,
+                if previous { " (previous)" } else { "" }
+            );
+            let stream = Stream {
+                pod: &name,
+                container: &container.name,
                 previous,
-                since_time: Some(plan.since),
-                limit_bytes: Some(plan.log_byte_limit as i64),
-                timestamps: true,
-                ..LogParams::default()
             };
-            match stream_into(api, &name, &params, plan.log_byte_limit, scanner).await {
-                Ok(read) if read >= plan.log_byte_limit => outcome.errors.push(format!(
-                    "{}{}: stopped at the {} byte limit",
-                    container.name,
-                    if previous { " (previous)" } else { "" },
-                    plan.log_byte_limit
-                )),
-                Ok(_) => {}
+            match read_newest(api, &stream, plan, runbook, related).await {
+                Ok(read) => {
+                    if read.older_unread {
+                        outcome.older_unread = true;
+                        outcome.errors.push(format!(
+                            "{which}: the window holds more than the {} byte limit; read its newest {} bytes{}",
+                            plan.log_byte_limit,
+                            read.findings.bytes,
+                            read.findings
+                                .first_line
+                                .map(|t| format!(", from {t}"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                    outcome.findings.merge(read.findings);
+                }
                 Err(kube::Error::Api(status)) if status.code == 404 && !previous => {
                     outcome.note = Some(format!(
                         "pod {name} disappeared while its logs were being read"
                     ));
                     return outcome;
                 }
-                Err(e) => outcome.errors.push(format!(
-                    "{}{}: {}",
-                    container.name,
-                    if previous { " (previous)" } else { "" },
-                    redact(&short_error(&e))
-                )),
+                Err(e) => outcome
+                    .errors
+                    .push(format!("{which}: {}", redact(&short_error(&e)))),
             }
         }
     }
     outcome
+}
+
+/// One container log of a pod.
+struct Stream<'a> {
+    pod: &'a str,
+    container: &'a str,
+    previous: bool,
+}
+
+struct StreamRead {
+    findings: StreamFindings,
+    /// The window held lines older than those read.
+    older_unread: bool,
+}
+
+/// Reads the newest part of the window that fits the byte limit.
+///
+/// The API server's `limitBytes` keeps the start of what it sends, so asked for the whole
+/// window it would return the oldest lines and never the minutes before the alert. Instead a
+/// small probe of the newest lines measures how long lines are, and the read asks for as many
+/// of the newest lines (`tailLines`) as should fit; if they do not, it asks again for fewer.
+/// The probe also tells whether the lines carry their own timestamps: only when they do not is
+/// the kubelet asked to prefix its own, which adds about 31 bytes to every line.
+async fn read_newest(
+    api: &Api<Pod>,
+    stream: &Stream<'_>,
+    plan: &Plan,
+    runbook: &CompiledRunbook,
+    related: bool,
+) -> Result<StreamRead, kube::Error> {
+    let limit = plan.log_byte_limit.max(1);
+    let _reserved = plan.bytes_in_flight.reserve(limit).await;
+    let base = LogParams {
+        container: Some(stream.container.to_string()),
+        previous: stream.previous,
+        since_time: Some(plan.since),
+        ..LogParams::default()
+    };
+    let probe = probe(api, stream.pod, &base).await?;
+    if probe.lines == 0 {
+        return Ok(StreamRead {
+            findings: StreamFindings::default(),
+            older_unread: false,
+        });
+    }
+    let timestamps = !probe.own_times;
+    let per_line = probe.bytes.div_ceil(probe.lines)
+        + if timestamps {
+            KUBELET_TIMESTAMP_BYTES
+        } else {
+            0
+        };
+    let fits = |lines: u64| (lines * 9 / 10).max(1);
+    let mut tail = (!probe.whole_window).then(|| fits(limit / per_line.max(1)));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let params = LogParams {
+            tail_lines: tail.map(|t| t.min(i64::MAX as u64) as i64),
+            limit_bytes: Some(limit.min(i64::MAX as u64) as i64),
+            timestamps,
+            ..base.clone()
+        };
+        let mut scanner = if related {
+            runbook.related_scanner()
+        } else {
+            runbook.scanner()
+        };
+        let read = stream_into(api, stream.pod, &params, limit, &mut scanner).await?;
+        let findings = scanner.finish();
+        let cut = read >= limit;
+        if cut && attempts < MAX_READ_ATTEMPTS && findings.lines > 1 {
+            // The cut fell before the newest lines: ask for fewer than were read.
+            tail = Some(fits(findings.lines - 1));
+            continue;
+        }
+        let older_unread = cut || tail.is_some_and(|t| findings.lines >= t);
+        return Ok(StreamRead {
+            findings,
+            older_unread,
+        });
+    }
+}
+
+/// What the newest few lines of a log's window look like.
+struct Probe {
+    lines: u64,
+    bytes: u64,
+    /// Every line starts with its own timestamp.
+    own_times: bool,
+    /// The probe read every line of the window.
+    whole_window: bool,
+}
+
+async fn probe(api: &Api<Pod>, pod: &str, base: &LogParams) -> Result<Probe, kube::Error> {
+    let params = LogParams {
+        tail_lines: Some(PROBE_LINES as i64),
+        limit_bytes: Some(PROBE_BYTES as i64),
+        timestamps: false,
+        ..base.clone()
+    };
+    let stream = api.log_stream(pod, &params).await?;
+    let stream = std::pin::pin!(stream);
+    let mut buf = Vec::new();
+    stream
+        .take(PROBE_BYTES)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(kube::Error::ReadEvents)?;
+    let lines: Vec<&[u8]> = if buf.is_empty() {
+        Vec::new()
+    } else {
+        buf.strip_suffix(b"\n")
+            .unwrap_or(&buf)
+            .split(|&b| b == b'\n')
+            .collect()
+    };
+    let lines_read = lines.len() as u64;
+    Ok(Probe {
+        lines: lines_read,
+        bytes: buf.len() as u64,
+        own_times: lines
+            .iter()
+            .filter(|l| !l.is_empty())
+            .all(|l| leading_time(l).is_some()),
+        whole_window: lines_read < PROBE_LINES && (buf.len() as u64) < PROBE_BYTES,
+    })
 }
 
 /// Reads at most `limit` bytes of one log stream into the scanner, chunk by chunk.

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use super::RunbookError;
+use super::compile;
 use super::model::Runbook;
 use crate::crd::Alert;
 
@@ -51,6 +52,7 @@ impl Catalog {
                 source,
             })?;
             runbook.validate()?;
+            compile::check(&runbook)?;
             if runbooks.iter().any(|r| r.id == runbook.id) {
                 return Err(RunbookError::Duplicate { id: runbook.id });
             }

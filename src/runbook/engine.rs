@@ -19,9 +19,9 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
-use super::RunbookError;
+use super::compile::CompiledRunbook;
 use super::model::{CategoryRule, EnvInfoSpec, Outcome, Runbook};
-use super::scan::{LogScanner, Matchers, StreamFindings};
+use super::scan::{LogScanner, StreamFindings};
 use super::template;
 use crate::crd::{
     Action, Alert, ApiKeyRotation, Category, Classification, Intermittency, Notification,
@@ -30,12 +30,6 @@ use crate::crd::{
 
 /// Failing pods named in steps before the rest are summarised as a count.
 const MAX_NAMED_PODS: usize = 5;
-
-/// A runbook ready for one triage: the alert's values filled in and its regexes compiled.
-pub struct CompiledRunbook {
-    runbook: Runbook,
-    matchers: Matchers,
-}
 
 /// One target pod and what its containers' logs showed.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,16 +87,6 @@ pub struct Verdict {
     pub intermittency: Option<Intermittency>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub related_services: Vec<RelatedService>,
-}
-
-impl Runbook {
-    /// Fills in the alert's values and compiles the regexes, once per triage.
-    pub fn compile(&self, alert: &Alert) -> Result<CompiledRunbook, RunbookError> {
-        Ok(CompiledRunbook {
-            matchers: Matchers::new(self, &alert.labels)?,
-            runbook: self.clone(),
-        })
-    }
 }
 
 impl EnvInfoSpec {

@@ -4,15 +4,17 @@
 //! bytes in and get a [`Verdict`] out through the same code.
 
 mod catalog;
+mod compile;
 mod engine;
 mod model;
 mod scan;
 mod template;
 
 pub use catalog::{Catalog, SelectError};
-pub use engine::{AssessInput, CompiledRunbook, EnvInfo, PodInput, RelatedInput, Verdict};
+pub use compile::{CompiledCache, CompiledRunbook};
+pub use engine::{AssessInput, EnvInfo, PodInput, RelatedInput, Verdict};
 pub use model::{EnvInfoSpec, Runbook};
-pub use scan::{LogScanner, MAX_LINE_BYTES, StreamFindings};
+pub use scan::{LogScanner, MAX_LINE_BYTES, StreamFindings, leading_time};
 
 /// A runbook that cannot be loaded or compiled.
 #[derive(Debug, thiserror::Error)]

@@ -37,7 +37,6 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::RunbookError;
-use super::scan::Matchers;
 use super::template;
 use crate::crd::{Action, Alert, Category, TargetSelector};
 
@@ -273,8 +272,9 @@ impl Runbook {
                 .any(|(k, p)| alert.labels.get(k).is_some_and(|v| glob(p, v)))
     }
 
-    /// Everything a runbook author can get wrong, checked when the runbook is loaded, so a bad
-    /// runbook fails at startup (or in `replay`) rather than mid-triage.
+    /// Everything a runbook author can get wrong short of its regexes (which
+    /// [`super::compile::check`] builds), checked when the runbook is loaded, so a bad runbook
+    /// fails at startup (or in `replay`) rather than mid-triage.
     pub(super) fn validate(&self) -> Result<(), RunbookError> {
         let invalid = |reason: String| RunbookError::Invalid {
             id: self.id.clone(),
@@ -325,17 +325,7 @@ impl Runbook {
                 "envInfo needs configMap, accountKey and resourceGroupKey".into(),
             ));
         }
-        self.validate_templates().map_err(invalid)?;
-
-        // Compiling with every label the matchers use checks all regexes, exactly as a triage
-        // would compile them.
-        let labels = self
-            .compile_time_templates()
-            .flat_map(template::placeholders)
-            .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
-            .map(|l| (l.to_string(), "x".to_string()))
-            .collect();
-        Matchers::new(self, &labels).map(|_| ())
+        self.validate_templates().map_err(invalid)
     }
 
     fn validate_categories(&self) -> Result<(), String> {
@@ -414,7 +404,7 @@ impl Runbook {
     }
 
     /// Templates filled from the alert's labels when the runbook is compiled or selected.
-    fn compile_time_templates(&self) -> impl Iterator<Item = &str> {
+    pub(super) fn compile_time_templates(&self) -> impl Iterator<Item = &str> {
         self.signature
             .contains
             .iter()

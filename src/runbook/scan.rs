@@ -11,14 +11,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use memchr::memmem::Finder;
-use regex::{Captures, Regex, RegexSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::RunbookError;
-use super::model::{Field, Runbook};
-use super::template;
+use super::compile::{Matchers, Prefilter};
 use crate::crd::Category;
 use crate::redact::redact;
 
@@ -49,6 +45,12 @@ pub struct StreamFindings {
     pub success_markers: BTreeMap<String, u64>,
     pub first_failure: Option<Timestamp>,
     pub last_failure: Option<Timestamp>,
+    /// The first and the last line read that start with a timestamp (the kubelet's or the
+    /// application's own): the span of log that was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_line: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_line: Option<Timestamp>,
 }
 
 impl StreamFindings {
@@ -78,6 +80,8 @@ impl StreamFindings {
         }
         self.first_failure = min_some(self.first_failure, other.first_failure);
         self.last_failure = self.last_failure.max(other.last_failure);
+        self.first_line = min_some(self.first_line, other.first_line);
+        self.last_line = self.last_line.max(other.last_line);
     }
 
     /// Failure records of every category.
@@ -90,268 +94,6 @@ fn min_some(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// A runbook's matching rules with the alert's values filled in and every regex compiled.
-pub(super) struct Matchers {
-    signature: Vec<Finder<'static>>,
-    /// What is searched for, in words, for reasons: the filters, or the literals.
-    pub(super) description: String,
-    continuation: Option<Regex>,
-    filters: Vec<(Extractor, String)>,
-    controller_ids: Option<Extractor>,
-    http_status: Vec<Regex>,
-    categories: Vec<Classifier>,
-    markers: Option<(RegexSet, Vec<String>)>,
-    related: Option<(RegexSet, Category)>,
-    time_fields: Vec<String>,
-    detail_fields: Vec<String>,
-}
-
-struct Classifier {
-    category: Category,
-    statuses: Vec<u16>,
-    patterns: Option<RegexSet>,
-}
-
-impl Classifier {
-    fn fits(&self, detail: &str, statuses: &[u16]) -> bool {
-        match &self.patterns {
-            None if self.statuses.is_empty() => true,
-            patterns => {
-                statuses.iter().any(|s| self.statuses.contains(s))
-                    || patterns.as_ref().is_some_and(|p| p.is_match(detail))
-            }
-        }
-    }
-}
-
-/// Reads one field from a JSON object (first key present) or, failing that, from the text with
-/// a regex whose first participating group is the value.
-struct Extractor {
-    json: Vec<String>,
-    text: Option<Regex>,
-}
-
-impl Extractor {
-    fn first<'t>(
-        &self,
-        json: Option<&'t Map<String, Value>>,
-        text: &'t str,
-    ) -> Option<Cow<'t, str>> {
-        if let Some(value) = json.and_then(|obj| self.json.iter().find_map(|k| obj.get(k))) {
-            return scalar(value);
-        }
-        let caps = self.text.as_ref()?.captures(text)?;
-        first_group(&caps).map(Cow::Borrowed)
-    }
-
-    fn all<'t>(&self, json: Option<&'t Map<String, Value>>, text: &'t str) -> Vec<Cow<'t, str>> {
-        let from_json: Vec<_> = json
-            .into_iter()
-            .flat_map(|obj| self.json.iter().filter_map(|k| obj.get(k)))
-            .flat_map(|v| match v {
-                Value::Array(items) => items.iter().filter_map(scalar).collect(),
-                v => scalar(v).into_iter().collect::<Vec<_>>(),
-            })
-            .collect();
-        if !from_json.is_empty() {
-            return from_json;
-        }
-        self.text
-            .iter()
-            .flat_map(|re| re.captures_iter(text))
-            .filter_map(|c| first_group(&c).map(Cow::Borrowed))
-            .collect()
-    }
-}
-
-fn scalar(v: &Value) -> Option<Cow<'_, str>> {
-    match v {
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        _ => None,
-    }
-}
-
-fn first_group<'t>(caps: &Captures<'t>) -> Option<&'t str> {
-    caps.iter().skip(1).flatten().next().map(|m| m.as_str())
-}
-
-fn compile(id: &str, what: &str, pattern: &str) -> Result<Regex, RunbookError> {
-    Regex::new(pattern).map_err(|source| RunbookError::Regex {
-        id: id.to_string(),
-        what: what.to_string(),
-        source: Box::new(source),
-    })
-}
-
-/// A regex that must capture the value it is used for.
-fn compile_capturing(id: &str, what: &str, pattern: &str) -> Result<Regex, RunbookError> {
-    let re = compile(id, what, pattern)?;
-    if re.captures_len() < 2 {
-        return Err(RunbookError::Invalid {
-            id: id.to_string(),
-            reason: format!("{what}: {pattern:?} needs a capture group for the value"),
-        });
-    }
-    Ok(re)
-}
-
-fn compile_set(id: &str, what: &str, patterns: &[String]) -> Result<RegexSet, RunbookError> {
-    RegexSet::new(patterns).map_err(|source| RunbookError::Regex {
-        id: id.to_string(),
-        what: what.to_string(),
-        source: Box::new(source),
-    })
-}
-
-impl Matchers {
-    pub(super) fn new(
-        rb: &Runbook,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Self, RunbookError> {
-        let id = rb.id.as_str();
-        let fill = |text: &str, what: &str| {
-            template::fill_labels(text, labels).ok_or_else(|| RunbookError::MissingLabel {
-                id: id.to_string(),
-                label: template::placeholders(text)
-                    .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
-                    .find(|l| !labels.contains_key(*l))
-                    .unwrap_or_default()
-                    .to_string(),
-                purpose: what.to_string(),
-            })
-        };
-        let extractor = |field: &Field, what: &str| -> Result<Extractor, RunbookError> {
-            Ok(Extractor {
-                json: field.json.clone(),
-                text: field
-                    .text
-                    .as_deref()
-                    .map(|p| compile_capturing(id, what, p))
-                    .transpose()?,
-            })
-        };
-
-        let signature = rb
-            .signature
-            .contains
-            .iter()
-            .map(|s| fill(s, "signature.contains"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut filters = Vec::new();
-        let mut described = Vec::new();
-        for f in &rb.signature.filters {
-            let value = fill(&f.equals, &format!("signature.where {}", f.field))?;
-            described.push(format!("{}={value}", f.field));
-            let field = Field {
-                json: f.json.clone(),
-                text: f.text.clone(),
-            };
-            filters.push((
-                extractor(&field, &format!("signature.where {}", f.field))?,
-                value,
-            ));
-        }
-        let description = if described.is_empty() {
-            signature.join(" or ")
-        } else {
-            described.join(", ")
-        };
-
-        let categories = rb
-            .categories
-            .iter()
-            .map(|r| {
-                let what = format!("categories {} patterns", r.category.as_str());
-                Ok(Classifier {
-                    category: r.category,
-                    statuses: r.http_status.clone(),
-                    patterns: (!r.patterns.is_empty())
-                        .then(|| compile_set(id, &what, &r.patterns))
-                        .transpose()?,
-                })
-            })
-            .collect::<Result<_, RunbookError>>()?;
-        let markers = if rb.success_markers.is_empty() {
-            None
-        } else {
-            let patterns: Vec<String> = rb
-                .success_markers
-                .iter()
-                .map(|m| m.pattern.clone())
-                .collect();
-            let names = rb.success_markers.iter().map(|m| m.name.clone()).collect();
-            Some((compile_set(id, "successMarkers", &patterns)?, names))
-        };
-
-        Ok(Matchers {
-            signature: signature
-                .iter()
-                .map(|s| Finder::new(s).into_owned())
-                .collect(),
-            description,
-            continuation: rb
-                .signature
-                .continuation
-                .as_deref()
-                .map(|p| compile(id, "signature.continuation", p))
-                .transpose()?,
-            filters,
-            controller_ids: rb
-                .controller_ids
-                .as_ref()
-                .map(|f| extractor(f, "controllerIds"))
-                .transpose()?,
-            http_status: rb
-                .http_status
-                .iter()
-                .map(|p| compile_capturing(id, "httpStatus", p))
-                .collect::<Result<_, _>>()?,
-            categories,
-            markers,
-            related: rb
-                .related_services
-                .as_ref()
-                .map(|r| {
-                    Ok::<_, RunbookError>((
-                        compile_set(id, "relatedServices.patterns", &r.patterns)?,
-                        r.category,
-                    ))
-                })
-                .transpose()?,
-            time_fields: rb.json.time_fields.clone(),
-            detail_fields: rb.json.detail_fields.clone(),
-        })
-    }
-
-    /// Distinct HTTP statuses in the text, in the order found.
-    fn statuses(&self, detail: &str) -> Vec<u16> {
-        let mut found = Vec::new();
-        for caps in self
-            .http_status
-            .iter()
-            .flat_map(|re| re.captures_iter(detail))
-        {
-            let status = first_group(&caps)
-                .and_then(|g| g.parse::<u16>().ok())
-                .filter(|s| (100..=599).contains(s));
-            if let Some(s) = status
-                && !found.contains(&s)
-            {
-                found.push(s);
-            }
-        }
-        found
-    }
-
-    fn classify(&self, detail: &str, statuses: &[u16]) -> Category {
-        self.categories
-            .iter()
-            .find(|c| c.fits(detail, statuses))
-            .map_or(Category::Unclassified, |c| c.category)
     }
 }
 
@@ -411,15 +153,22 @@ impl<'a> LogScanner<'a> {
     }
 
     /// Feeds the next bytes of the stream; a line may span any number of chunks.
+    ///
+    /// The complete lines of a chunk are searched as one block for the places a line could
+    /// matter (see [`super::compile::Prefilter`]); only the lines there, and a line that may continue a record,
+    /// are split off, decoded and matched. The line cut by the chunk's end is kept for the next.
     pub fn push(&mut self, chunk: &[u8]) {
         self.findings.bytes += chunk.len() as u64;
-        let mut rest = chunk;
-        while let Some(end) = memchr::memchr(b'\n', rest) {
-            self.append(&rest[..end]);
-            self.end_line();
-            rest = &rest[end + 1..];
-        }
-        self.append(rest);
+        let Some(first) = memchr::memchr(b'\n', chunk) else {
+            self.append(chunk);
+            return;
+        };
+        self.append(&chunk[..first]);
+        self.end_line();
+        let rest = &chunk[first + 1..];
+        let whole = memchr::memrchr(b'\n', rest).map_or(0, |last| last + 1);
+        self.scan_block(&rest[..whole]);
+        self.append(&rest[whole..]);
     }
 
     /// Ends the stream: the last line without a newline and any waiting record count too.
@@ -447,8 +196,81 @@ impl<'a> LogScanner<'a> {
         self.line.clear();
     }
 
+    /// Complete lines, each ending with a newline.
+    fn scan_block(&mut self, block: &[u8]) {
+        if block.is_empty() {
+            return;
+        }
+        let m = self.matchers;
+        let prefilter = if self.related {
+            m.related_prefilter.as_ref()
+        } else {
+            m.prefilter.as_ref()
+        };
+        let usable = |p: &&Prefilter| !p.needs_utf8 || std::str::from_utf8(block).is_ok();
+        let Some(prefilter) = prefilter.filter(usable) else {
+            let mut at = 0;
+            while at < block.len() {
+                let (line, next) = line_at(block, at);
+                self.scan_line(line);
+                at = next;
+            }
+            return;
+        };
+        self.findings.lines += memchr::memchr_iter(b'\n', block).count() as u64;
+        self.note_block_times(block);
+        // Start of the first line not yet looked at.
+        let mut at = 0;
+        while at < block.len() {
+            if self.pending.is_none() {
+                let Some(hit) = prefilter.regex.find_at(block, at) else {
+                    return;
+                };
+                let start =
+                    memchr::memrchr(b'\n', &block[at..hit.start()]).map_or(at, |i| at + i + 1);
+                // A hit may run over several lines; each of them is looked at.
+                let stop = hit.end().max(hit.start() + 1);
+                at = start;
+                while at < stop && at < block.len() {
+                    let (line, next) = line_at(block, at);
+                    self.examine(line);
+                    at = next;
+                }
+            } else {
+                // The line after a record may be its continuation, hit or not.
+                let (line, next) = line_at(block, at);
+                self.examine(line);
+                at = next;
+            }
+        }
+    }
+
+    /// The same first and last timed lines as reading every line would note, found by
+    /// looking from the block's start (only until the stream's first) and back from its end.
+    fn note_block_times(&mut self, block: &[u8]) {
+        let lines = || block[..block.len() - 1].split(|&b| b == b'\n');
+        if self.findings.first_line.is_none() {
+            self.findings.first_line = lines().find_map(leading_time);
+        }
+        if let Some(t) = block[..block.len() - 1]
+            .rsplit(|&b| b == b'\n')
+            .find_map(leading_time)
+        {
+            self.findings.last_line = Some(t);
+        }
+    }
+
     fn scan_line(&mut self, bytes: &[u8]) {
         self.findings.lines += 1;
+        if let Some(t) = leading_time(bytes) {
+            self.findings.first_line.get_or_insert(t);
+            self.findings.last_line = Some(t);
+        }
+        self.examine(bytes);
+    }
+
+    /// Matches one line (already cut to [`MAX_LINE_BYTES`]) without counting it.
+    fn examine(&mut self, bytes: &[u8]) {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let raw = String::from_utf8_lossy(bytes);
         let (time, body) = split_timestamp(&raw);
@@ -568,6 +390,28 @@ fn is_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The line starting at `at` in a block of complete lines, cut to [`MAX_LINE_BYTES`], and
+/// where the next one starts.
+fn line_at(block: &[u8], at: usize) -> (&[u8], usize) {
+    let end = memchr::memchr(b'\n', &block[at..]).map_or(block.len(), |i| at + i);
+    let line = &block[at..end];
+    (&line[..line.len().min(MAX_LINE_BYTES)], end + 1)
+}
+
+/// The timestamp [`split_timestamp`] would take from the line, read from its raw bytes.
+pub fn leading_time(line: &[u8]) -> Option<Timestamp> {
+    let looks_like_date =
+        line.len() > 11 && line[..4].iter().all(u8::is_ascii_digit) && line[4] == b'-';
+    if !looks_like_date {
+        return None;
+    }
+    let space = line
+        .iter()
+        .take(MAX_TIMESTAMP_LEN)
+        .position(|&c| c == b' ')?;
+    std::str::from_utf8(&line[..space]).ok()?.parse().ok()
 }
 
 /// Splits off a leading RFC 3339 timestamp and its space, when there is one.
@@ -794,6 +638,14 @@ mod tests {
             b"eyJabcdefghijklmnop",
             b"[",
             b"]",
+            b"WORKER Metering STARTED",
+            // "worKer", with the Kelvin sign that case-insensitive matching folds to k.
+            b"wor\xe2\x84\xaaer metering started",
+            b"OpenShift licences usage submitted",
+            b"IAM",
+            b"Rate-Limit",
+            b"api key based rate limit",
+            b"\xef\xbf\xbd",
         ];
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move |bound: usize| {
@@ -822,8 +674,22 @@ mod tests {
                     "{:?}",
                     String::from_utf8_lossy(&input)
                 );
-                let related = scan_chunks(c.related_scanner(), &input, 5);
+                // One byte at a time, no chunk holds a whole line: every line is matched on its
+                // own, without the block search, which must not change what is found.
+                assert_eq!(
+                    scan_chunks(c.scanner(), &input, 1),
+                    whole,
+                    "{:?}",
+                    String::from_utf8_lossy(&input)
+                );
+                let related = scan_chunks(c.related_scanner(), &input, input.len());
                 assert_eq!(related.bytes, input.len() as u64);
+                assert_eq!(
+                    scan_chunks(c.related_scanner(), &input, 1),
+                    related,
+                    "{:?}",
+                    String::from_utf8_lossy(&input)
+                );
                 let text = String::from_utf8_lossy(&input);
                 let once = redact(&text).into_owned();
                 assert_eq!(redact(&once), once);

@@ -1,0 +1,558 @@
+//! A runbook compiled for one alert: its templates filled in from the alert's labels and every
+//! regex built, ready for the scanner ([`super::scan`]) and the verdict ([`super::engine`]).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use memchr::memmem::Finder;
+use regex::{Captures, Regex, RegexSet};
+use regex_syntax::hir::{Class, Hir, HirKind};
+use serde_json::{Map, Value};
+
+use super::RunbookError;
+use super::model::{Field, Runbook};
+use super::template;
+use crate::crd::{Alert, Category};
+
+/// A runbook ready for one triage: the alert's values filled in and its regexes compiled.
+pub struct CompiledRunbook {
+    pub(super) runbook: Runbook,
+    pub(super) matchers: Matchers,
+}
+
+impl Runbook {
+    /// Fills in the alert's values and compiles the regexes, once per triage.
+    pub fn compile(&self, alert: &Alert) -> Result<CompiledRunbook, RunbookError> {
+        Ok(CompiledRunbook {
+            matchers: Matchers::new(self, &alert.labels)?,
+            runbook: self.clone(),
+        })
+    }
+}
+
+/// Most compiled runbooks kept; beyond that the cache starts again, which costs only time.
+const MAX_CACHED: usize = 256;
+
+/// Compiled runbooks by runbook and the values of the alert labels their matchers use, so the
+/// triages of one alert share one compilation instead of building every regex again.
+///
+/// Runbooks are keyed by id: that holds for the built-in catalog, which never changes while the
+/// process runs; runbooks that can change must add their version to the key.
+#[derive(Default)]
+pub struct CompiledCache {
+    entries: Mutex<HashMap<CacheKey, Arc<CompiledRunbook>>>,
+}
+
+type CacheKey = (String, Vec<(String, Option<String>)>);
+
+impl CompiledCache {
+    pub fn get(
+        &self,
+        runbook: &Runbook,
+        alert: &Alert,
+    ) -> Result<Arc<CompiledRunbook>, RunbookError> {
+        let key = (
+            runbook.id.clone(),
+            runbook
+                .compile_time_templates()
+                .flat_map(template::placeholders)
+                .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+                .map(|l| (l.to_string(), alert.labels.get(l).cloned()))
+                .collect(),
+        );
+        let entries = || self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(compiled) = entries().get(&key) {
+            return Ok(compiled.clone());
+        }
+        let compiled = Arc::new(runbook.compile(alert)?);
+        let mut entries = entries();
+        if entries.len() >= MAX_CACHED {
+            entries.clear();
+        }
+        entries.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+}
+
+/// Compiles the runbook with a stand-in value for every label its matchers use, which checks
+/// all its regexes exactly as a triage would compile them.
+pub(super) fn check(rb: &Runbook) -> Result<(), RunbookError> {
+    let labels = rb
+        .compile_time_templates()
+        .flat_map(template::placeholders)
+        .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+        .map(|l| (l.to_string(), "x".to_string()))
+        .collect();
+    Matchers::new(rb, &labels).map(|_| ())
+}
+
+/// A runbook's matching rules with the alert's values filled in and every regex compiled.
+pub(super) struct Matchers {
+    pub(super) signature: Vec<Finder<'static>>,
+    /// What is searched for, in words, for reasons: the filters, or the literals.
+    pub(super) description: String,
+    pub(super) continuation: Option<Regex>,
+    pub(super) filters: Vec<(Extractor, String)>,
+    pub(super) controller_ids: Option<Extractor>,
+    pub(super) http_status: Vec<Regex>,
+    categories: Vec<Classifier>,
+    pub(super) markers: Option<(RegexSet, Vec<String>)>,
+    pub(super) related: Option<(RegexSet, Category)>,
+    pub(super) time_fields: Vec<String>,
+    pub(super) detail_fields: Vec<String>,
+    /// Finds the lines a failure scan must look at: signatures and success markers.
+    pub(super) prefilter: Option<Prefilter>,
+    /// Finds the lines a related-services scan must look at.
+    pub(super) related_prefilter: Option<Prefilter>,
+}
+
+struct Classifier {
+    category: Category,
+    statuses: Vec<u16>,
+    patterns: Option<RegexSet>,
+}
+
+impl Classifier {
+    fn fits(&self, detail: &str, statuses: &[u16]) -> bool {
+        match &self.patterns {
+            None if self.statuses.is_empty() => true,
+            patterns => {
+                statuses.iter().any(|s| self.statuses.contains(s))
+                    || patterns.as_ref().is_some_and(|p| p.is_match(detail))
+            }
+        }
+    }
+}
+
+/// Reads one field from a JSON object (first key present) or, failing that, from the text with
+/// a regex whose first participating group is the value.
+pub(super) struct Extractor {
+    json: Vec<String>,
+    text: Option<Regex>,
+}
+
+impl Extractor {
+    pub(super) fn first<'t>(
+        &self,
+        json: Option<&'t Map<String, Value>>,
+        text: &'t str,
+    ) -> Option<Cow<'t, str>> {
+        if let Some(value) = json.and_then(|obj| self.json.iter().find_map(|k| obj.get(k))) {
+            return scalar(value);
+        }
+        let caps = self.text.as_ref()?.captures(text)?;
+        first_group(&caps).map(Cow::Borrowed)
+    }
+
+    pub(super) fn all<'t>(
+        &self,
+        json: Option<&'t Map<String, Value>>,
+        text: &'t str,
+    ) -> Vec<Cow<'t, str>> {
+        let from_json: Vec<_> = json
+            .into_iter()
+            .flat_map(|obj| self.json.iter().filter_map(|k| obj.get(k)))
+            .flat_map(|v| match v {
+                Value::Array(items) => items.iter().filter_map(scalar).collect(),
+                v => scalar(v).into_iter().collect::<Vec<_>>(),
+            })
+            .collect();
+        if !from_json.is_empty() {
+            return from_json;
+        }
+        self.text
+            .iter()
+            .flat_map(|re| re.captures_iter(text))
+            .filter_map(|c| first_group(&c).map(Cow::Borrowed))
+            .collect()
+    }
+}
+
+fn scalar(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        _ => None,
+    }
+}
+
+fn first_group<'t>(caps: &Captures<'t>) -> Option<&'t str> {
+    caps.iter().skip(1).flatten().next().map(|m| m.as_str())
+}
+
+fn compile(id: &str, what: &str, pattern: &str) -> Result<Regex, RunbookError> {
+    Regex::new(pattern).map_err(|source| RunbookError::Regex {
+        id: id.to_string(),
+        what: what.to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// A regex that must capture the value it is used for.
+fn compile_capturing(id: &str, what: &str, pattern: &str) -> Result<Regex, RunbookError> {
+    let re = compile(id, what, pattern)?;
+    if re.captures_len() < 2 {
+        return Err(RunbookError::Invalid {
+            id: id.to_string(),
+            reason: format!("{what}: {pattern:?} needs a capture group for the value"),
+        });
+    }
+    Ok(re)
+}
+
+fn compile_set(id: &str, what: &str, patterns: &[String]) -> Result<RegexSet, RunbookError> {
+    RegexSet::new(patterns).map_err(|source| RunbookError::Regex {
+        id: id.to_string(),
+        what: what.to_string(),
+        source: Box::new(source),
+    })
+}
+
+impl Matchers {
+    pub(super) fn new(
+        rb: &Runbook,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Self, RunbookError> {
+        let id = rb.id.as_str();
+        let fill = |text: &str, what: &str| {
+            template::fill_labels(text, labels).ok_or_else(|| RunbookError::MissingLabel {
+                id: id.to_string(),
+                label: template::placeholders(text)
+                    .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+                    .find(|l| !labels.contains_key(*l))
+                    .unwrap_or_default()
+                    .to_string(),
+                purpose: what.to_string(),
+            })
+        };
+        let extractor = |field: &Field, what: &str| -> Result<Extractor, RunbookError> {
+            Ok(Extractor {
+                json: field.json.clone(),
+                text: field
+                    .text
+                    .as_deref()
+                    .map(|p| compile_capturing(id, what, p))
+                    .transpose()?,
+            })
+        };
+
+        let signature = rb
+            .signature
+            .contains
+            .iter()
+            .map(|s| fill(s, "signature.contains"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut filters = Vec::new();
+        let mut described = Vec::new();
+        for f in &rb.signature.filters {
+            let value = fill(&f.equals, &format!("signature.where {}", f.field))?;
+            described.push(format!("{}={value}", f.field));
+            let field = Field {
+                json: f.json.clone(),
+                text: f.text.clone(),
+            };
+            filters.push((
+                extractor(&field, &format!("signature.where {}", f.field))?,
+                value,
+            ));
+        }
+        let description = if described.is_empty() {
+            signature.join(" or ")
+        } else {
+            described.join(", ")
+        };
+
+        let categories = rb
+            .categories
+            .iter()
+            .map(|r| {
+                let what = format!("categories {} patterns", r.category.as_str());
+                Ok(Classifier {
+                    category: r.category,
+                    statuses: r.http_status.clone(),
+                    patterns: (!r.patterns.is_empty())
+                        .then(|| compile_set(id, &what, &r.patterns))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<_, RunbookError>>()?;
+        let markers = if rb.success_markers.is_empty() {
+            None
+        } else {
+            let patterns: Vec<String> = rb
+                .success_markers
+                .iter()
+                .map(|m| m.pattern.clone())
+                .collect();
+            let names = rb.success_markers.iter().map(|m| m.name.clone()).collect();
+            Some((compile_set(id, "successMarkers", &patterns)?, names))
+        };
+
+        let marker_patterns: Vec<&str> = rb
+            .success_markers
+            .iter()
+            .map(|m| m.pattern.as_str())
+            .collect();
+        let related_patterns: Vec<&str> = rb
+            .related_services
+            .iter()
+            .flat_map(|r| r.patterns.iter().map(String::as_str))
+            .collect();
+        Ok(Matchers {
+            prefilter: Prefilter::new(&signature, &marker_patterns),
+            related_prefilter: (!related_patterns.is_empty())
+                .then(|| Prefilter::new(&[], &related_patterns))
+                .flatten(),
+            signature: signature
+                .iter()
+                .map(|s| Finder::new(s).into_owned())
+                .collect(),
+            description,
+            continuation: rb
+                .signature
+                .continuation
+                .as_deref()
+                .map(|p| compile(id, "signature.continuation", p))
+                .transpose()?,
+            filters,
+            controller_ids: rb
+                .controller_ids
+                .as_ref()
+                .map(|f| extractor(f, "controllerIds"))
+                .transpose()?,
+            http_status: rb
+                .http_status
+                .iter()
+                .map(|p| compile_capturing(id, "httpStatus", p))
+                .collect::<Result<_, _>>()?,
+            categories,
+            markers,
+            related: rb
+                .related_services
+                .as_ref()
+                .map(|r| {
+                    Ok::<_, RunbookError>((
+                        compile_set(id, "relatedServices.patterns", &r.patterns)?,
+                        r.category,
+                    ))
+                })
+                .transpose()?,
+            time_fields: rb.json.time_fields.clone(),
+            detail_fields: rb.json.detail_fields.clone(),
+        })
+    }
+
+    /// Distinct HTTP statuses in the text, in the order found.
+    pub(super) fn statuses(&self, detail: &str) -> Vec<u16> {
+        let mut found = Vec::new();
+        for caps in self
+            .http_status
+            .iter()
+            .flat_map(|re| re.captures_iter(detail))
+        {
+            let status = first_group(&caps)
+                .and_then(|g| g.parse::<u16>().ok())
+                .filter(|s| (100..=599).contains(s));
+            if let Some(s) = status
+                && !found.contains(&s)
+            {
+                found.push(s);
+            }
+        }
+        found
+    }
+
+    pub(super) fn classify(&self, detail: &str, statuses: &[u16]) -> Category {
+        self.categories
+            .iter()
+            .find(|c| c.fits(detail, statuses))
+            .map_or(Category::Unclassified, |c| c.category)
+    }
+}
+
+/// A search over many lines at once for the places where a line could match, so the scanner
+/// splits, decodes and matches only the lines around them.
+///
+/// It must never miss a line that the per-line matching would act on, so it is built to match
+/// more, not less: the signature literals, and each pattern with its assertions (`^`, `$`,
+/// `\b`) dropped, because a line's body starts after its timestamp and the search runs over
+/// the raw bytes of many lines. Which lines count is still decided line by line.
+pub(super) struct Prefilter {
+    pub(super) regex: regex::bytes::Regex,
+    /// A pattern could match the U+FFFD that lossy decoding puts where bytes are not UTF-8,
+    /// which is not in the raw bytes: such blocks must be valid UTF-8 to be searched raw.
+    pub(super) needs_utf8: bool,
+}
+
+impl Prefilter {
+    /// `None` when no search can stand in for reading every line (a pattern that matches the
+    /// empty string, or one this parser reads differently); the scanner then reads them all.
+    fn new(literals: &[String], patterns: &[&str]) -> Option<Prefilter> {
+        let mut alternatives: Vec<Hir> = literals
+            .iter()
+            .map(|l| Hir::literal(l.as_bytes()))
+            .collect();
+        for pattern in patterns {
+            alternatives.push(without_assertions(
+                regex_syntax::Parser::new().parse(pattern).ok()?,
+            ));
+        }
+        let hir = Hir::alternation(alternatives);
+        let regex = regex::bytes::Regex::new(&hir.to_string()).ok()?;
+        if regex.is_match(b"") {
+            return None;
+        }
+        Some(Prefilter {
+            regex,
+            needs_utf8: may_match_replacement(&hir),
+        })
+    }
+}
+
+fn without_assertions(hir: Hir) -> Hir {
+    match hir.into_kind() {
+        HirKind::Look(_) | HirKind::Empty => Hir::empty(),
+        HirKind::Literal(lit) => Hir::literal(lit.0),
+        HirKind::Class(class) => Hir::class(class),
+        HirKind::Repetition(mut rep) => {
+            rep.sub = Box::new(without_assertions(*rep.sub));
+            Hir::repetition(rep)
+        }
+        HirKind::Capture(cap) => without_assertions(*cap.sub),
+        HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(without_assertions).collect()),
+        HirKind::Alternation(subs) => {
+            Hir::alternation(subs.into_iter().map(without_assertions).collect())
+        }
+    }
+}
+
+fn may_match_replacement(hir: &Hir) -> bool {
+    const REPLACEMENT: char = char::REPLACEMENT_CHARACTER;
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(lit) => String::from_utf8_lossy(&lit.0).contains(REPLACEMENT),
+        HirKind::Class(Class::Unicode(class)) => class
+            .ranges()
+            .iter()
+            .any(|r| (r.start()..=r.end()).contains(&REPLACEMENT)),
+        HirKind::Class(Class::Bytes(_)) => true,
+        HirKind::Repetition(rep) => may_match_replacement(&rep.sub),
+        HirKind::Capture(cap) => may_match_replacement(&cap.sub),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => {
+            subs.iter().any(may_match_replacement)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::Catalog;
+
+    fn compiled(id: &str, labels: &[(&str, &str)]) -> CompiledRunbook {
+        let alert = Alert {
+            name: "test".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            starts_at: None,
+        };
+        Catalog::builtin()
+            .select(Some(id), &alert)
+            .unwrap()
+            .compile(&alert)
+            .unwrap()
+    }
+
+    /// The block search is what makes scanning fast; losing it would only show as slowness.
+    #[test]
+    fn builtin_runbooks_are_searched_by_block() {
+        let metering = compiled("metering-token-exchange", &[]);
+        let prefilter = metering.matchers.prefilter.as_ref().unwrap();
+        assert!(!prefilter.needs_utf8);
+        for line in [
+            "x ErrorMeteringTokenExchangeFailure y",
+            "2026-11-21T04:00:00Z WORKER metering Started",
+            "openshift licence usage submitted",
+        ] {
+            assert!(prefilter.regex.is_match(line.as_bytes()), "{line}");
+        }
+        assert!(
+            !prefilter
+                .regex
+                .is_match(b"GET /healthz 200 worker metering")
+        );
+        // `.*` in the related patterns could match what lossy decoding made of bad bytes.
+        assert!(
+            metering
+                .matchers
+                .related_prefilter
+                .as_ref()
+                .unwrap()
+                .needs_utf8
+        );
+        let orchestrator = compiled(
+            "orchestrator-callback-errors",
+            &[
+                ("operation", "DeleteClientID"),
+                ("reason_code", "ErrorUnclassified"),
+            ],
+        );
+        assert!(orchestrator.matchers.prefilter.is_some());
+        assert!(orchestrator.matchers.related_prefilter.is_none());
+    }
+
+    #[test]
+    fn compiled_runbooks_are_shared_by_the_labels_they_use() {
+        let runbook = Catalog::builtin()
+            .select(Some("orchestrator-callback-errors"), &Alert::default())
+            .unwrap();
+        let alert = |operation: &str, region: &str| Alert {
+            name: "a".into(),
+            labels: [
+                ("operation", operation),
+                ("reason_code", "ErrorUnclassified"),
+                ("region", region),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            starts_at: None,
+        };
+        let cache = CompiledCache::default();
+        let first = cache
+            .get(runbook, &alert("DeleteClientID", "us-south"))
+            .unwrap();
+        let other_region = cache
+            .get(runbook, &alert("DeleteClientID", "eu-de"))
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &other_region),
+            "region is not in the matchers"
+        );
+        let other_operation = cache
+            .get(runbook, &alert("CreateClientID", "us-south"))
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &other_operation));
+        let missing = Alert::default();
+        assert!(
+            cache.get(runbook, &missing).is_err(),
+            "a missing label is an error, every time"
+        );
+        assert!(cache.get(runbook, &missing).is_err());
+    }
+
+    #[test]
+    fn a_pattern_that_matches_nothing_in_particular_reads_every_line() {
+        assert!(Prefilter::new(&[], &["x*"]).is_none());
+        assert!(Prefilter::new(&[], &[r"^\b$"]).is_none());
+        let p = Prefilter::new(&["lit".to_string()], &[r"(?i)^\bab\b"]).unwrap();
+        assert!(
+            p.regex.is_match(b"xxabxx"),
+            "assertions are dropped, so more lines match"
+        );
+        assert!(p.regex.is_match(b"AB"));
+    }
+}
