@@ -13,6 +13,9 @@ PROMTOOL_VERSION="v0.315.0"
 CONTAINERD_VERSION="v2.4.2"
 CNI_PLUGINS_VERSION="v1.9.1"
 
+# The clock-skew tests preload Debian's libfaketime into the operator.
+export ATO_FAKETIME_LIB="${ATO_FAKETIME_LIB:-/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1}"
+
 ATO_BIN="$ATO_CACHE/bin"
 # The simulated cluster's state: kubeconfig, PKI, pids and component logs.
 ATO_CLUSTER_DIR="${ATO_CLUSTER_DIR:-$ATO_CACHE/cluster}"

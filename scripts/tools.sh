@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the local test infrastructure from published Go modules into $ATO_CACHE/bin:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm and promtool;
-# lua5.1 from apt-get when missing; and for the real node (`node`): kubelet, containerd, ctr, the
+# lua5.1 and libfaketime from apt-get when missing; and for the real node (`node`): kubelet, containerd, ctr, the
 # runc shim, the CNI plugins, runc and socat from the package manager, and the pause and
 # log-writer images (scripts/image.sh).
 # Idempotent: a tool whose stamp matches its pinned version is not rebuilt.
-#   scripts/tools.sh [etcd|kube|kwok|helm|promtool|lua|node ...]   (default: all)
+#   scripts/tools.sh [etcd|kube|kwok|helm|promtool|lua|faketime|node ...]   (default: all)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -114,6 +114,11 @@ build_lua() {
   command -v lua5.1 >/dev/null || apt_install lua5.1
 }
 
+# libfaketime runs the operator with a skewed clock in the clock-skew tests.
+build_faketime() {
+  [ -f "$ATO_FAKETIME_LIB" ] || apt_install libfaketime
+}
+
 # Debian packages the tests use as they come (lua5.1, and for the real node runc, socat, ...);
 # installed only when missing.
 apt_install() { # package...
@@ -178,6 +183,6 @@ build_node() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm promtool lua node)
+[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm promtool lua faketime node)
 for t in "${want[@]}"; do "build_$t"; done
 log "tools ready in $ATO_BIN"

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::operator::{Operator, create_triage, give_app_logs, triage_resource, wait_for_phase};
 use common::scenario::{metering_triage, network_failure};
-use common::{TestNs, Workload, show};
+use common::{PodLog, TestNs, Workload, show};
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -238,6 +238,14 @@ async fn live_triages_move_from_progressing_to_suspended_to_healthy() {
         "awaiting approval",
         "Suspended",
         &web[1].metadata.name.clone().unwrap(),
+    );
+    // The replacement's log, so verification can read it.
+    let _logs = ns.serve_logs_to_new_pods(
+        "app=web",
+        &web,
+        "app",
+        PodLog::lines(vec!["Worker metering started".to_string()]),
+        Duration::from_secs(90),
     );
     let approval = json!({"spec": {"approval": {"proposal": t["status"]["proposal"]["id"], "approvedBy": "alice"}}});
     Api::<DynamicObject>::namespaced_with(ns.client.clone(), &ns.name, &triage_resource())

@@ -839,6 +839,14 @@ async fn the_operator_runs_with_only_the_charts_identity_and_rbac() {
     })
     .await;
     let proposal = t["status"]["proposal"]["id"].as_str().unwrap().to_string();
+    // The replacement's log, so verification can read it.
+    let _logs = ns.serve_logs_to_new_pods(
+        "app=web",
+        &web,
+        "app",
+        PodLog::lines(vec!["Worker metering started".to_string()]),
+        Duration::from_secs(90),
+    );
     let approval = json!({"spec": {"approval": {"proposal": proposal, "approvedBy": "alice"}}});
     triage_api(ns.client.clone(), &ns.name)
         .patch("net", &PatchParams::default(), &Patch::Merge(&approval))

@@ -13,7 +13,7 @@ use common::operator::{
     Operator, create_triage, give_app_logs, triage_resource, wait_for_phase, wait_for_triage,
 };
 use common::scenario::{metering_triage, network_failure};
-use common::{TestNs, Workload, eventually, show};
+use common::{PodLog, TestNs, Workload, eventually, show};
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -264,6 +264,14 @@ async fn list_why_and_approve_as_yourself_through_the_admission_policy() {
     );
 
     // alice approves as herself; the approval names her, and the operator carries it out.
+    // The replacement's log, so verification can read it.
+    let _logs = ns.serve_logs_to_new_pods(
+        "app=web",
+        &web,
+        "app",
+        PodLog::lines(vec!["Worker metering started".to_string()]),
+        Duration::from_secs(90),
+    );
     let approved = ok(plugin(&alice, &["approve", "net", "-n", &ns.name, "--yes"]));
     assert!(
         approved.contains(&format!("Approved proposal {proposal} as alice.")),

@@ -11,7 +11,7 @@ use common::operator::{
     run_args, wait_for_phase, wait_for_triage,
 };
 use common::scenario::{metering_triage, network_failure};
-use common::{PodLog, TestNs, Workload, eventually};
+use common::{PodLog, ServeLogs, TestNs, Workload, eventually};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, PostParams};
@@ -165,10 +165,23 @@ async fn ledger_entries(ns: &TestNs) -> Vec<Value> {
 
 /// Waits for the remediation to end and checks it succeeded exactly once; returns the triage.
 async fn expect_remediated(ns: &TestNs, pods: &[Pod]) -> Value {
+    let _logs = serve_replacement_logs(ns, pods);
     let t = wait_for_phase(ns, "net", &["Remediated", "RemediationFailed"], REMEDIATION).await;
     assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
     assert_remediated_once(ns, &t, pods).await;
     t
+}
+
+/// Simulated pods have no log: a replacement of `web` gets a healthy one, so verification can
+/// read it (unreadable logs make the outcome Unverified, not Succeeded).
+fn serve_replacement_logs(ns: &TestNs, pods: &[Pod]) -> ServeLogs {
+    ns.serve_logs_to_new_pods(
+        "app=web",
+        pods,
+        "app",
+        PodLog::lines(healthy()),
+        REMEDIATION,
+    )
 }
 
 /// After a successful remediation: the approved pod (and only it) was replaced, the record is
@@ -930,6 +943,7 @@ async fn a_blocked_remediation_is_not_redirected_by_a_spec_change() {
         ids(&pods),
         "still blocked"
     );
+    let _logs = serve_replacement_logs(&ns, &pods);
     ns.kubectl_ok(&["delete", "pdb", "web"]);
     // The remediation finishes first; then the changed spec is triaged (and refused: the
     // triage may not reach into the other namespace), and the record of the eviction stays.
@@ -983,4 +997,137 @@ async fn two_operators_racing_one_approval_evict_once() {
         .count();
     assert!(evicted <= 1, "evicted more than once");
     drop((first, second));
+}
+
+/// libfaketime in the operator's environment: its clock runs `offset` (e.g. `-5m`) from the
+/// machine's, and so from the API server's.
+fn skewed_clock(offset: &str) -> Vec<(&'static str, String)> {
+    let lib = std::env::var("ATO_FAKETIME_LIB")
+        .unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1".into());
+    assert!(
+        std::path::Path::new(&lib).is_file(),
+        "libfaketime is missing ({lib}): scripts/tools.sh faketime installs it"
+    );
+    vec![
+        ("LD_PRELOAD", lib),
+        ("FAKETIME", offset.to_string()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+    ]
+}
+
+fn start_skewed(ns: &TestNs, extra: &[&str], offset: &str) -> Operator {
+    let env = skewed_clock(offset);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Operator::start_with_env(ns, extra, &env)
+}
+
+/// The skew is real: the operator measured the API server's clock `secs` away from its own.
+async fn assert_measured_offset(op: &Operator, secs: i64) {
+    eventually(Duration::from_secs(30), || async {
+        let output = op.output();
+        // The newest measurement: earlier operators of the test log to the same file.
+        let offset = output
+            .lines()
+            .rev()
+            .filter(|l| l.contains("API server clock offset"))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find_map(|v| v["fields"]["offset_ms"].as_i64());
+        match offset {
+            Some(ms) if (ms / 1000 - secs).abs() <= 5 => Ok(()),
+            other => Err(format!("offset {other:?} ms, wanted about {secs}s")),
+        }
+    })
+    .await;
+}
+
+/// An operator whose clock runs 5 minutes behind judges a proposal's expiry by the API
+/// server's clock: one that expired seconds ago is expired, and approving it evicts nothing.
+#[tokio::test]
+async fn a_slow_clock_does_not_revive_an_expired_proposal() {
+    let ns = TestNs::new("rem-skew-expiry").await;
+    let first = Operator::start(&ns, &["--proposal-ttl", "20s"]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    drop(first);
+    let expires: Timestamp = proposal["expiresAt"].as_str().unwrap().parse().unwrap();
+    let wait = expires.duration_since(Timestamp::now()) + SignedDuration::from_secs(3);
+    tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
+    let behind = start_skewed(&ns, &[], "-5m");
+    assert_measured_offset(&behind, 300).await;
+    // On its own clock the proposal has more than four minutes left; on the server's it is gone.
+    let t = wait_for_refusal(&ns, "net", "ProposalExpired").await;
+    assert_eq!(t["status"]["phase"], "NoAction");
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    wait_for_refusal(&ns, "net", "ProposalMismatch").await;
+    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods));
+}
+
+/// An operator whose clock runs 5 minutes ahead does not take a fresh proposal for expired.
+#[tokio::test]
+async fn a_fast_clock_does_not_expire_a_fresh_proposal() {
+    let ns = TestNs::new("rem-skew-ahead").await;
+    let first = Operator::start(&ns, &["--proposal-ttl", "2m"]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    drop(first);
+    let ahead = start_skewed(&ns, &["--proposal-ttl", "2m"], "+5m");
+    assert_measured_offset(&ahead, -300).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    expect_remediated(&ns, &pods).await;
+}
+
+/// With the operator's clock 5 minutes behind, the siblings that existed before the eviction
+/// look "newer" than it: the replacement is still the new pod, known by UID.
+#[tokio::test]
+async fn a_slow_clock_takes_no_old_pod_for_the_replacement() {
+    let ns = TestNs::new("rem-skew-replace").await;
+    let behind = start_skewed(&ns, &[], "-5m");
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    assert_measured_offset(&behind, 300).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    let t = expect_remediated(&ns, &pods).await;
+    let replacement = t["status"]["remediation"]["replacement"].as_str().unwrap();
+    assert!(
+        !pods
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(replacement)),
+        "{replacement} existed before the eviction"
+    );
+}
+
+/// Honest outcomes: a replacement that became Ready but whose logs could never be read is not
+/// called a success.
+#[tokio::test]
+async fn a_replacement_whose_logs_cannot_be_read_is_unverified() {
+    let ns = TestNs::new("rem-unverified").await;
+    let _op = Operator::start(&ns, &["--verify-timeout", "15s"]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    let t = wait_for_triage(&ns, "net", REMEDIATION, |t| {
+        let outcome = &t["status"]["remediation"]["outcome"];
+        if ["Succeeded", "Failed", "Unverified"]
+            .iter()
+            .any(|o| outcome == o)
+        {
+            Ok(t.clone())
+        } else {
+            Err(format!("{}", t["status"]))
+        }
+    })
+    .await;
+    let r = &t["status"]["remediation"];
+    assert_eq!(r["outcome"], "Unverified", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("could not be read"),
+        "{r}"
+    );
+    assert_eq!(t["status"]["phase"], "Remediated");
+    let c = condition(&t, "Remediated");
+    assert_eq!(
+        (c["status"].as_str(), c["reason"].as_str()),
+        (Some("False"), Some("Unverified"))
+    );
+    events_with(&ns, "net", &["Unverified"]).await;
+    assert!(!ids(&live_pods(&ns, "web").await).0.contains(&(
+        pods[1].metadata.name.clone().unwrap(),
+        pods[1].metadata.uid.clone().unwrap()
+    )));
 }

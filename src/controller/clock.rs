@@ -39,7 +39,10 @@ impl ServerClock {
                     if cached
                         .is_none_or(|(_, old)| (old - offset).abs() > SignedDuration::from_secs(2))
                     {
-                        info!(offset_ms = offset.as_millis(), "API server clock offset");
+                        info!(
+                            offset_ms = i64::try_from(offset.as_millis()).unwrap_or(i64::MAX),
+                            "API server clock offset"
+                        );
                     }
                     *self.offset.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some((Instant::now(), offset));

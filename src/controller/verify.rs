@@ -134,6 +134,12 @@ pub async fn verify(
         return finish(record, ctx, status, false, &reason, Some(name), now).await;
     }
     let ready_for = now.duration_since(ready_since).as_secs();
+    let deadline = evicted_at
+        + SignedDuration::try_from(ctx.config.verify_timeout).unwrap_or(SignedDuration::MAX);
+    if !scanned.log_errors.is_empty() && now < deadline {
+        // A kubelet that cannot serve a new container's log yet may soon: look again.
+        return Ok(Action::requeue(POLL));
+    }
     if !scanned.log_errors.is_empty() {
         // Ready, but whether the signature stopped could not be checked: not a success.
         let message = format!(

@@ -25,7 +25,7 @@ pub use namespace::*;
 pub use pod_log::*;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     future::Future,
     hash::{BuildHasher, Hasher},

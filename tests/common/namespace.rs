@@ -258,6 +258,60 @@ impl TestNs {
         .await
         .unwrap_or_else(|e| panic!("attaching logs to {}/{pod} [{container}]: {e:#}", self.name))
     }
+
+    /// Gives every pod matching `selector` that is not in `known` (a replacement, say) the log
+    /// `log` in container `container` as soon as it appears, for `duration`: simulated pods
+    /// have no log of their own. Stops when dropped.
+    pub fn serve_logs_to_new_pods(
+        &self,
+        selector: &str,
+        known: &[Pod],
+        container: &str,
+        log: PodLog,
+        duration: Duration,
+    ) -> ServeLogs {
+        let client = self.client.clone();
+        let podlogs = self.cluster.podlogs_dir.clone();
+        let namespace = self.name.clone();
+        let selector = selector.to_string();
+        let container = container.to_string();
+        let mut served: BTreeSet<String> = known
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        let task = tokio::spawn(async move {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            let until = std::time::Instant::now() + duration;
+            while std::time::Instant::now() < until {
+                let list = pods.list(&ListParams::default().labels(&selector)).await;
+                for pod in list.map(|l| l.items).unwrap_or_default() {
+                    let (Some(name), Some(uid)) = (pod.metadata.name, pod.metadata.uid) else {
+                        continue;
+                    };
+                    if served.contains(&uid) {
+                        continue;
+                    }
+                    let attached =
+                        attach_logs(&client, &podlogs, &namespace, &name, &container, &log, None)
+                            .await;
+                    if attached.is_ok() {
+                        served.insert(uid);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        ServeLogs(task)
+    }
+}
+
+/// A background task serving logs to new pods; aborted when dropped.
+pub struct ServeLogs(tokio::task::JoinHandle<()>);
+
+impl Drop for ServeLogs {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Drop for TestNs {
