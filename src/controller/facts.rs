@@ -12,7 +12,8 @@ use kube::{Api, ResourceExt};
 
 use super::resolve::Resolved;
 use super::{Context, Error};
-use crate::action::{Facts, Ledger, LedgerStore, PodNow};
+use crate::action::{self, ApprovedPlan, Facts, Intent, Ledger, LedgerStore, PodNow};
+use crate::crd::AlertTriage;
 use crate::evidence::Gathered;
 use crate::runbook::{EnvInfo, EnvInfoSpec};
 
@@ -198,4 +199,32 @@ pub async fn env_info(
             source: source_err,
         }),
     }
+}
+
+/// The ledger's intent for the remediation status names, or why there is none.
+pub fn pinned_intent(obj: &AlertTriage, ledger: &Ledger) -> Result<(ApprovedPlan, Intent), String> {
+    let remediation = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.remediation.as_ref())
+        .ok_or("status names no remediation")?;
+    let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+    let entry = ledger.intent_for(uid, &remediation.proposal).ok_or_else(|| {
+        format!(
+            "status says proposal {:?} (pod {}, UID {}) is being carried out, but the operator's ledger holds no such intent for this triage",
+            remediation.proposal, remediation.pod, remediation.pod_uid
+        )
+    })?;
+    let (plan, intent) = action::pinned(entry).ok_or("the ledger entry has no intent")?;
+    if plan.pod_uid() != remediation.pod_uid || plan.pod() != remediation.pod {
+        return Err(format!(
+            "status names pod {} (UID {}) but the ledger's intent for proposal {} is pod {} (UID {})",
+            remediation.pod,
+            remediation.pod_uid,
+            plan.proposal(),
+            plan.pod(),
+            plan.pod_uid()
+        ));
+    }
+    Ok((plan, intent.clone()))
 }

@@ -7,6 +7,7 @@
 pub mod cache;
 mod clock;
 mod conditions;
+mod evict;
 mod facts;
 pub mod phase;
 mod propose;

@@ -6,8 +6,9 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{debug, instrument};
 
+use super::evict::resume;
 use super::phase::{self, Step};
-use super::remediate::{act, expire, ignore_approval, resume};
+use super::remediate::{act, expire, ignore_approval};
 use super::triage::triage;
 use super::verify::check_replacement;
 use super::{Context, Error, requeue_until};

@@ -12,10 +12,9 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::conditions::set_remediation;
-use super::facts::ledger_store;
+use super::facts::{ledger_store, pinned_intent};
 use super::phase::{self, Outcome};
 use super::record::{Note, Record};
-use super::remediate::pinned_intent;
 use super::{Context, Error};
 use crate::action::Intent;
 use crate::crash;
