@@ -164,19 +164,28 @@ async fn http_get(pod: &Pod, path: &str) -> Result<String, String> {
         .and_then(|s| s.pod_ip.clone())
         .ok_or("no pod IP")?;
     let address = format!("{ip}:8080");
-    let mut stream = tokio::net::TcpStream::connect(&address)
+    // Bounded, so a caller polling with `eventually` tries again instead of hanging on one
+    // attempt (a pod address can take a moment to answer after a replica starts).
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|e| format!("connecting to {address}: {e}"))?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(3), exchange)
         .await
-        .map_err(|e| format!("connecting to {address}: {e}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| format!("GET {path} from {address}: no answer within 3s"))??;
     let text = String::from_utf8_lossy(&response).into_owned();
     match text.split_once("\r\n\r\n") {
         Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
@@ -274,9 +283,12 @@ async fn the_chart_on_a_real_node_remediates_and_hands_over() {
     let started = Instant::now();
     let node = real_node().await;
     let ns = TestNs::new("real-node").await;
+    // The operator lives in a namespace of its own: the chart's policy never lets it remove
+    // pods in its own namespace.
+    let home = TestNs::new("real-node-op").await;
     let release = Release {
         name: ns.name.clone(),
-        namespace: ns.name.clone(),
+        namespace: home.name.clone(),
     };
     let fullname = format!("{}-alert-triage-operator", release.name);
     // Opted in to remediation, as the design's guardrail asks of a namespace.
@@ -309,7 +321,7 @@ async fn the_chart_on_a_real_node_remediates_and_hands_over() {
         &release.name,
         &chart,
         "-n",
-        &ns.name,
+        &home.name,
         "--set",
         "replicas=2",
         "--set",
@@ -327,7 +339,7 @@ async fn the_chart_on_a_real_node_remediates_and_hands_over() {
         "operator.verifySettle=3s",
     ]);
     let selector = format!("app.kubernetes.io/instance={}", release.name);
-    let operators = wait_ready_pods(&ns, &selector, 2).await;
+    let operators = wait_ready_pods(&home, &selector, 2).await;
     println!(
         "operator pods Ready through their probes {:?} after helm install",
         t0.elapsed()
@@ -338,7 +350,7 @@ async fn the_chart_on_a_real_node_remediates_and_hands_over() {
             Some(node.as_str())
         );
     }
-    let (leader, _) = one_leader(&ns, &fullname, &operators).await;
+    let (leader, _) = one_leader(&home, &fullname, &operators).await;
 
     // ---- a workload: one pod logs the network failure, its two siblings are healthy
     let cm = |name: &str, data: Value| -> ConfigMap {
@@ -478,17 +490,17 @@ async fn the_chart_on_a_real_node_remediates_and_hands_over() {
     // ---- deleting the leader hands over within the lease timings: to the follower, or to the
     // replica the Deployment starts in its place if that one asks first
     let t0 = Instant::now();
-    ns.pods()
+    home.pods()
         .delete(&leader.name_any(), &Default::default())
         .await
         .expect("deleting the leader pod");
     let bound = LEASE_DURATION + RETRY + Duration::from_secs(3);
     let new_holder = loop {
-        let holder = lease_holder(&ns, &fullname).await;
+        let holder = lease_holder(&home, &fullname).await;
         match holder {
             Some(h) if h != leader.name_any() => break h,
             _ if t0.elapsed() > bound => {
-                let out = ns.kubectl(&["logs", &leader.name_any(), "--tail=30"]);
+                let out = home.kubectl(&["logs", &leader.name_any(), "--tail=30"]);
                 panic!(
                     "{bound:?} after deleting the leader pod the Lease is held by {holder:?}; \
                      the old leader's last output:\n{}\n{}",
@@ -501,9 +513,9 @@ async fn the_chart_on_a_real_node_remediates_and_hands_over() {
     };
     let handover = t0.elapsed();
     println!("leader pod deleted: {new_holder} leads after {handover:?}");
-    let operators = wait_ready_pods(&ns, &selector, 2).await;
+    let operators = wait_ready_pods(&home, &selector, 2).await;
     assert!(operators.iter().all(|p| p.uid() != leader.uid()));
-    let (new_leader, _) = one_leader(&ns, &fullname, &operators).await;
+    let (new_leader, _) = one_leader(&home, &fullname, &operators).await;
     assert_eq!(new_leader.name_any(), new_holder);
     println!("real-node test took {:?}", started.elapsed());
 }

@@ -40,13 +40,13 @@ pub(super) fn unique_suffix() -> String {
 /// the operator acts only with a power its approver has.
 pub const APPROVER: &str = "alice";
 
-/// Lets `user` evict and delete pods in `namespace`.
+/// Lets `user` evict and delete pods in `namespace`, and nothing else (not even list them).
 pub async fn grant_approver(client: &Client, namespace: &str, user: &str) {
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": format!("approver-{user}")},
         "rules": [
             {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
         ],
     }))
     .expect("a Role");
