@@ -619,3 +619,35 @@ fn merge(into: &mut Value, patch: &Value) {
         (slot, v) => *slot = v.clone(),
     }
 }
+
+/// kstatus, as kubectl reads it: `kubectl wait --for=condition=Ready` returns once a verdict is
+/// final, and a triage that cannot proceed is Stalled, never Ready.
+#[tokio::test]
+async fn kubectl_wait_tells_a_final_verdict_from_a_stalled_triage() {
+    let ns = TestNs::new("kstatus-wait").await;
+    let _op = Operator::start(&ns, &[]);
+    workload_with_logs(
+        &ns,
+        Workload::new("armada-cluster", 2),
+        vec![healthy(), healthy()],
+    )
+    .await;
+    create_triage(&ns, metering_triage("quiet", "armada-cluster")).await;
+    let mut stalled = metering_triage("nope", "armada-cluster");
+    stalled["spec"]["runbook"] = "no-such-runbook".into();
+    create_triage(&ns, stalled).await;
+    let wait = |name: &str, condition: &str, timeout: &str| {
+        ns.kubectl(&[
+            "wait",
+            &format!("--for=condition={condition}"),
+            &format!("alerttriage/{name}"),
+            &format!("--timeout={timeout}"),
+        ])
+    };
+    let ready = wait("quiet", "Ready", "90s");
+    assert!(ready.status.success(), "{}", common::show(&ready));
+    let stuck = wait("nope", "Stalled", "90s");
+    assert!(stuck.status.success(), "{}", common::show(&stuck));
+    let never = wait("nope", "Ready", "3s");
+    assert!(!never.status.success(), "a stalled triage reported Ready");
+}
