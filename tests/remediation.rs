@@ -74,6 +74,27 @@ async fn proposal_for_one_failing_pod(ns: &TestNs, dry_run: bool) -> (Vec<Pod>, 
     (pods, t["status"]["proposal"].clone())
 }
 
+/// The failing pod's two siblings (of the three) report not Ready.
+async fn siblings_not_ready(ns: &TestNs, pods: &[Pod]) {
+    for sibling in [&pods[0], &pods[2]] {
+        ns.patch_pod_status(
+            sibling.metadata.name.as_deref().unwrap(),
+            json!({"conditions": [{"type": "Ready", "status": "False", "reason": "Test"}]}),
+        )
+        .await;
+    }
+}
+
+/// A PodDisruptionBudget over `web` that allows no eviction of its three pods.
+async fn pdb_allowing_no_eviction(ns: &TestNs) {
+    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}
+    }))
+    .unwrap();
+    ns.api().create(&PostParams::default(), &pdb).await.unwrap();
+}
+
 fn approve(ns: &TestNs, name: &str, proposal: &str, by: &str) {
     let patch = json!({"spec": {"approval": {"proposal": proposal, "approvedBy": by}}}).to_string();
     ns.kubectl_ok(&[
@@ -459,13 +480,7 @@ async fn no_ready_sibling_refuses() {
     let ns = TestNs::new("rem-sibling").await;
     let _op = Operator::start(&ns, &[]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
-    for sibling in [&pods[0], &pods[2]] {
-        ns.patch_pod_status(
-            sibling.metadata.name.as_deref().unwrap(),
-            json!({"conditions": [{"type": "Ready", "status": "False", "reason": "Test"}]}),
-        )
-        .await;
-    }
+    siblings_not_ready(&ns, &pods).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
     assert_refused_and_untouched(&ns, "NoReadySibling", &ids(&pods), "web").await;
 }
@@ -575,12 +590,7 @@ async fn a_namespace_outside_the_operators_scope_is_not_acted_in() {
 async fn a_pod_disruption_budget_blocks_until_it_allows() {
     let ns = TestNs::new("rem-pdb").await;
     let _op = Operator::start(&ns, &[]);
-    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}
-    }))
-    .unwrap();
-    ns.api().create(&PostParams::default(), &pdb).await.unwrap();
+    pdb_allowing_no_eviction(&ns).await;
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
 
@@ -778,13 +788,7 @@ async fn a_spec_change_withdraws_an_approved_proposal() {
     let ns = TestNs::new("rem-rebind").await;
     let _op = Operator::start(&ns, &[]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
-    for sibling in [&pods[0], &pods[2]] {
-        ns.patch_pod_status(
-            sibling.metadata.name.as_deref().unwrap(),
-            json!({"conditions": [{"type": "Ready", "status": "False", "reason": "Test"}]}),
-        )
-        .await;
-    }
+    siblings_not_ready(&ns, &pods).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
     wait_for_refusal(&ns, "net", "NoReadySibling").await;
     let others = ns.deploy(&Workload::new("other", 2), DEPLOY).await;
@@ -910,12 +914,7 @@ async fn a_blocked_remediation_is_not_redirected_by_a_spec_change() {
     let ns = TestNs::new("rem-pinned").await;
     let other = TestNs::new("rem-pinned-away").await;
     let _op = Operator::start(&ns, &[]);
-    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}
-    }))
-    .unwrap();
-    ns.api().create(&PostParams::default(), &pdb).await.unwrap();
+    pdb_allowing_no_eviction(&ns).await;
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     let elsewhere = other.deploy(&Workload::new("web", 2), DEPLOY).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
