@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -28,7 +27,7 @@ use super::{Context, Error};
 use crate::action::{self, ApprovedPlan, Intent, Refusal, Target};
 use crate::crash;
 use crate::crd::{AlertTriage, Remediation, RemediationAction, RemediationOutcome};
-use crate::evidence;
+use crate::evidence::{self, PodFacts};
 
 const REFUSED_RETRY: Duration = Duration::from_secs(60);
 
@@ -128,7 +127,8 @@ pub async fn act(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Act
 
     // Spend the budget and record the intent first: a crash after this costs one unit of
     // budget, never a second pod, and a restart resumes from this entry, not from status.
-    let owner = read.pod.as_ref().and_then(controller_of);
+    // The same reading verification uses to recognise the replacement's controller.
+    let owner = read.pod.as_ref().and_then(|p| PodFacts::from_pod(p).owner);
     let intent = Intent {
         triage_uid: obj.metadata.uid.clone().unwrap_or_default(),
         generation: obj.metadata.generation.unwrap_or_default(),
@@ -173,14 +173,6 @@ pub async fn act(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Act
         .await?;
     crash::point("after-intent").await;
     execute(&record, ctx, &plan, &intent, status).await
-}
-
-/// The controlling owner of a pod, as `Kind/name` (the form evidence records).
-fn controller_of(pod: &Pod) -> Option<String> {
-    pod.owner_references()
-        .iter()
-        .find(|r| r.controller == Some(true))
-        .map(|r| format!("{}/{}", r.kind, r.name))
 }
 
 /// A guardrail or the approval check said no: nothing is touched; the triage says why.
