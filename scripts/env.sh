@@ -7,6 +7,7 @@ KUBE_VERSION="v1.36.3"
 ETCD_VERSION="v3.6.8"
 KWOK_VERSION="v0.8.0"
 HELM_VERSION="v3.22.0"
+RIPGREP_VERSION="14.1.1"
 
 ATO_BIN="$ATO_CACHE/bin"
 # The simulated cluster's state: kubeconfig, PKI, pids and component logs.

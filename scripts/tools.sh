@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local test infrastructure from published Go modules into $ATO_CACHE/bin:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm; and
+# ripgrep (with cargo), an anchor of scripts/bench.sh.
 # Idempotent: a tool whose stamp matches its pinned version is not rebuilt.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -86,7 +87,16 @@ build_helm() {
   stamp helm "$HELM_VERSION"
 }
 
+build_ripgrep() {
+  built rg "$RIPGREP_VERSION" && return
+  log "building ripgrep $RIPGREP_VERSION"
+  CARGO_TARGET_DIR="$ATO_CACHE/src/ripgrep-target" cargo install --locked --quiet \
+    --root "$ATO_CACHE/src/ripgrep" "ripgrep@$RIPGREP_VERSION"
+  cp "$ATO_CACHE/src/ripgrep/bin/rg" "$ATO_BIN/rg"
+  stamp rg "$RIPGREP_VERSION"
+}
+
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm)
+[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm ripgrep)
 for t in "${want[@]}"; do "build_$t"; done
 log "tools ready in $ATO_BIN"
