@@ -15,6 +15,8 @@ CNI_PLUGINS_VERSION="v1.9.1"
 
 # The clock-skew tests preload Debian's libfaketime into the operator.
 export ATO_FAKETIME_LIB="${ATO_FAKETIME_LIB:-/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1}"
+# ripgrep is an anchor of scripts/bench.sh (built with cargo).
+RIPGREP_VERSION="14.1.1"
 
 ATO_BIN="$ATO_CACHE/bin"
 # The simulated cluster's state: kubeconfig, PKI, pids and component logs.

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the local test infrastructure from published Go modules into $ATO_CACHE/bin:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm and promtool;
-# lua5.1 and libfaketime from apt-get when missing; and for the real node (`node`): kubelet, containerd, ctr, the
-# runc shim, the CNI plugins, runc and socat from the package manager, and the pause and
+# ripgrep with cargo (an anchor of scripts/bench.sh); lua5.1 and libfaketime from apt-get when
+# missing; and for the real node (`node`): kubelet, containerd, ctr, the runc shim, the CNI plugins, runc and socat from the package manager, and the pause and
 # log-writer images (scripts/image.sh).
 # Idempotent: a tool whose stamp matches its pinned version is not rebuilt.
-#   scripts/tools.sh [etcd|kube|kwok|helm|promtool|lua|faketime|node ...]   (default: all)
+#   scripts/tools.sh [etcd|kube|kwok|helm|promtool|ripgrep|lua|faketime|node ...]   (default: all)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -182,7 +182,16 @@ build_node() {
   done
 }
 
+build_ripgrep() {
+  built rg "$RIPGREP_VERSION" && return
+  log "building ripgrep $RIPGREP_VERSION"
+  CARGO_TARGET_DIR="$ATO_CACHE/src/ripgrep-target" cargo install --locked --quiet \
+    --root "$ATO_CACHE/src/ripgrep" "ripgrep@$RIPGREP_VERSION"
+  cp "$ATO_CACHE/src/ripgrep/bin/rg" "$ATO_BIN/rg"
+  stamp rg "$RIPGREP_VERSION"
+}
+
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm promtool lua faketime node)
+[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm promtool ripgrep lua faketime node)
 for t in "${want[@]}"; do "build_$t"; done
 log "tools ready in $ATO_BIN"
