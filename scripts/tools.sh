@@ -2,8 +2,9 @@
 # Builds the local test infrastructure from published Go modules into $ATO_CACHE/bin:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm and promtool;
 # ripgrep with cargo (an anchor of scripts/bench.sh); lua5.1 and libfaketime from apt-get when
-# missing; and for the real node (`node`): kubelet, containerd, ctr, the runc shim, the CNI plugins, runc and socat from the package manager, and the pause and
-# log-writer images (scripts/image.sh).
+# missing; and for the real node (`node`): kubelet, containerd, ctr, the runc shim, the CNI
+# plugins, runc and socat from the package manager, and the pause and log-writer images
+# (scripts/image.sh).
 # Idempotent: a tool whose stamp matches its pinned version is not rebuilt.
 #   scripts/tools.sh [etcd|kube|kwok|helm|promtool|ripgrep|lua|faketime|node ...]   (default: all)
 set -euo pipefail
