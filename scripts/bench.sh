@@ -5,8 +5,9 @@
 #
 #   scripts/bench.sh           logs of 256 MiB and 1 GiB; 10 pods x 8.8 MB; 1,000 triages with
 #                              5,000 pods on 50 nodes, on a cluster of its own (started and
-#                              stopped here, ports 3xxxx, beside the shared one)
+#                              stopped here, ports 46xxx, beside the shared one)
 #   scripts/bench.sh --quick   the same steps at small sizes, once each
+#   scripts/bench.sh --scanner the scanner figures only (no cluster); combines with --quick
 #
 # Figures: scanner (replay) vs `LC_ALL=C grep -c` and `rg -c` of the signature literal on the
 # same file in the page cache; apply -> Ready of one triage vs reading the same logs through the
@@ -26,12 +27,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ATO_ROOT"
 
-QUICK=0
-case "${1:-}" in
-  --quick) QUICK=1 ;;
-  "") ;;
-  *) sed -n '2,24s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
-esac
+QUICK=0 SCANNER_ONLY=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    --scanner) SCANNER_ONLY=1 ;;
+    *) sed -n '2,25s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  esac
+done
 
 if [ "$QUICK" = 1 ]; then
   LOG_SIZES=(4194304) REPEATS=${ATO_BENCH_REPEATS:-1}
@@ -201,8 +204,8 @@ start_cluster() {
     return
   fi
   export ATO_CLUSTER_DIR="$ATO_CACHE/bench-cluster"
-  export ATO_APISERVER_PORT=36443 ATO_ETCD_PORT=36379 ATO_ETCD_PEER_PORT=36380 ATO_KCM_PORT=36257
-  export ATO_SCHEDULER_PORT=36259 ATO_KWOK_PORT=36250 ATO_KWOK_NODES=$NODES
+  export ATO_APISERVER_PORT=46443 ATO_ETCD_PORT=46379 ATO_ETCD_PEER_PORT=46380 ATO_KCM_PORT=46257
+  export ATO_SCHEDULER_PORT=46259 ATO_KWOK_PORT=46250 ATO_KWOK_NODES=$NODES
   export ATO_ETCD_DATA_DIR="/dev/shm/alert-triage-operator-bench-etcd-$(id -u)"
   log "starting a cluster of its own in $ATO_CLUSTER_DIR ($NODES nodes)"
   OWN_CLUSTER=1
@@ -387,6 +390,10 @@ scale_bench() {
 
 log "operator: $BIN; $REPEATS repeat(s) per timing; scratch in $WORK"
 scanner_bench
+if [ "$SCANNER_ONLY" = 1 ]; then
+  log "done"
+  exit 0
+fi
 start_cluster
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl create namespace "$NS" >/dev/null

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use memchr::memmem::Finder;
 use regex::{Captures, Regex, RegexSet};
-use regex_syntax::hir::{Class, Hir, HirKind};
+use regex_syntax::hir::{
+    Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind,
+};
 use serde_json::{Map, Value};
 
 use super::RunbookError;
@@ -378,11 +380,18 @@ impl Matchers {
 /// more, not less: the signature literals, and each pattern with its assertions (`^`, `$`,
 /// `\b`) dropped, because a line's body starts after its timestamp and the search runs over
 /// the raw bytes of many lines. Which lines count is still decided line by line.
+///
+/// Case-insensitive patterns defeat a literal search (`(?i)worker metering started` has 2^20
+/// spellings), so when any part of the search depends on ASCII case, the search is built on
+/// ASCII-lowercased patterns and run over an ASCII-lowercased copy of the block: lowercasing
+/// keeps every byte offset, costs one pass, and turns the search into plain literals again.
 pub(super) struct Prefilter {
-    pub(super) regex: regex::bytes::Regex,
+    search: Search,
     /// A pattern could match the U+FFFD that lossy decoding puts where bytes are not UTF-8,
     /// which is not in the raw bytes: such blocks must be valid UTF-8 to be searched raw.
     pub(super) needs_utf8: bool,
+    /// The search is over ASCII-lowercased text.
+    folded: bool,
 }
 
 impl Prefilter {
@@ -399,14 +408,210 @@ impl Prefilter {
             ));
         }
         let hir = Hir::alternation(alternatives);
-        let regex = regex::bytes::Regex::new(&hir.to_string()).ok()?;
+        // Lowercasing costs a pass over the block: only worth it when case is ignored somewhere.
+        let folded = ignores_case(&hir);
+        let search = if folded {
+            lowercase(hir.clone())
+        } else {
+            hir.clone()
+        };
+        let regex = regex::bytes::Regex::new(&search.to_string()).ok()?;
         if regex.is_match(b"") {
             return None;
         }
+        let search = match required_literals(&search) {
+            Some(literals) => Search::Literals(
+                literals
+                    .iter()
+                    .map(|l| Finder::new(l).into_owned())
+                    .collect(),
+            ),
+            None => Search::Regex(regex),
+        };
         Some(Prefilter {
-            regex,
+            search,
             needs_utf8: may_match_replacement(&hir),
+            folded,
         })
+    }
+
+    /// The text the search runs over: the block, or its lowercased copy in `scratch`.
+    pub(super) fn haystack<'b>(&self, block: &'b [u8], scratch: &'b mut Vec<u8>) -> &'b [u8] {
+        if !self.folded {
+            return block;
+        }
+        scratch.clear();
+        scratch.extend_from_slice(block);
+        scratch.make_ascii_lowercase();
+        scratch
+    }
+
+    /// The first place at or after `at` where a line could match; offsets are the block's.
+    /// `next` remembers, per literal, where it is next found in this haystack: clear it for
+    /// each new haystack, and ask with a growing `at`.
+    pub(super) fn find_at(
+        &self,
+        haystack: &[u8],
+        at: usize,
+        next: &mut Vec<Option<Option<usize>>>,
+    ) -> Option<std::ops::Range<usize>> {
+        match &self.search {
+            Search::Regex(regex) => regex.find_at(haystack, at).map(|m| m.range()),
+            Search::Literals(finders) => {
+                // Per literal: not searched yet, found nowhere after, or found there.
+                next.resize(finders.len(), None);
+                let mut first: Option<std::ops::Range<usize>> = None;
+                for (finder, next) in finders.iter().zip(next.iter_mut()) {
+                    if next.is_none_or(|n| n.is_some_and(|n| n < at)) {
+                        *next = Some(finder.find(&haystack[at..]).map(|i| at + i));
+                    }
+                    if let Some(Some(start)) = *next
+                        && first.as_ref().is_none_or(|f| start < f.start)
+                    {
+                        first = Some(start..start + finder.needle().len());
+                    }
+                }
+                first
+            }
+        }
+    }
+}
+
+/// How a [`Prefilter`] searches: one regex, or, when every alternative must contain a literal
+/// of some length, one substring search per literal (far fewer false starts than a regex's
+/// prefix literals such as "work" or "erro" on ordinary log lines).
+enum Search {
+    Regex(regex::bytes::Regex),
+    Literals(Vec<Finder<'static>>),
+}
+
+/// Literals shorter than this find too many ordinary lines to be worth searching alone.
+const MIN_LITERAL: usize = 6;
+
+/// One literal each alternative of `hir` cannot match without (its longest run of literal
+/// bytes), or `None` when some alternative has none long enough.
+fn required_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    let alternatives: Vec<&Hir> = match hir.kind() {
+        HirKind::Alternation(subs) => subs.iter().collect(),
+        _ => vec![hir],
+    };
+    let mut literals = Vec::new();
+    for alternative in alternatives {
+        if let HirKind::Alternation(_) = alternative.kind() {
+            literals.extend(required_literals(alternative)?);
+            continue;
+        }
+        let parts: Vec<&Hir> = match alternative.kind() {
+            HirKind::Concat(subs) => subs.iter().collect(),
+            _ => vec![alternative],
+        };
+        let mut best: Vec<u8> = Vec::new();
+        let mut run: Vec<u8> = Vec::new();
+        for part in parts {
+            match part.kind() {
+                HirKind::Literal(lit) => run.extend_from_slice(&lit.0),
+                _ => {
+                    if run.len() > best.len() {
+                        best = std::mem::take(&mut run);
+                    }
+                    run.clear();
+                }
+            }
+        }
+        if run.len() > best.len() {
+            best = run;
+        }
+        if best.len() < MIN_LITERAL {
+            return None;
+        }
+        literals.push(best);
+    }
+    // Each literal is a pass over the block: literals that begin alike ("worker metering
+    // started", "worker metering stopped") are searched by what they share.
+    literals.sort();
+    let mut shared: Vec<Vec<u8>> = Vec::new();
+    for literal in literals {
+        if let Some(last) = shared.last_mut() {
+            let common = last
+                .iter()
+                .zip(&literal)
+                .take_while(|(a, b)| a == b)
+                .count();
+            if common >= MIN_LITERAL {
+                last.truncate(common);
+                continue;
+            }
+        }
+        shared.push(literal);
+    }
+    Some(shared)
+}
+
+/// Whether some class accepts a letter in both cases, as `(?i)` makes them.
+fn ignores_case(hir: &Hir) -> bool {
+    let both =
+        |has: &dyn Fn(u8) -> bool| (b'a'..=b'z').any(|c| has(c) && has(c.to_ascii_uppercase()));
+    match hir.kind() {
+        HirKind::Class(Class::Unicode(class)) => both(&|c| {
+            class
+                .ranges()
+                .iter()
+                .any(|r| (r.start()..=r.end()).contains(&char::from(c)))
+        }),
+        HirKind::Class(Class::Bytes(class)) => both(&|c| {
+            class
+                .ranges()
+                .iter()
+                .any(|r| (r.start()..=r.end()).contains(&c))
+        }),
+        HirKind::Empty | HirKind::Look(_) | HirKind::Literal(_) => false,
+        HirKind::Repetition(rep) => ignores_case(&rep.sub),
+        HirKind::Capture(cap) => ignores_case(&cap.sub),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => subs.iter().any(ignores_case),
+    }
+}
+
+/// The same search for ASCII-lowercased text: every literal byte and class member that is an
+/// ASCII capital becomes its small letter. It matches the lowercased form of anything the
+/// original matches, at the same offsets (and possibly more, which a prefilter may).
+fn lowercase(hir: Hir) -> Hir {
+    match hir.into_kind() {
+        HirKind::Literal(lit) => Hir::literal(lit.0.to_ascii_lowercase()),
+        HirKind::Class(Class::Unicode(mut class)) => {
+            let capitals = ClassUnicode::new([ClassUnicodeRange::new('A', 'Z')]);
+            let mut upper = class.clone();
+            upper.intersect(&capitals);
+            let smalls = upper.ranges().iter().map(|r| {
+                let small = |c: char| c.to_ascii_lowercase();
+                ClassUnicodeRange::new(small(r.start()), small(r.end()))
+            });
+            class.difference(&capitals);
+            class.union(&ClassUnicode::new(smalls));
+            Hir::class(Class::Unicode(class))
+        }
+        HirKind::Class(Class::Bytes(mut class)) => {
+            let capitals = ClassBytes::new([ClassBytesRange::new(b'A', b'Z')]);
+            let mut upper = class.clone();
+            upper.intersect(&capitals);
+            let smalls = upper.ranges().iter().map(|r| {
+                ClassBytesRange::new(r.start().to_ascii_lowercase(), r.end().to_ascii_lowercase())
+            });
+            class.difference(&capitals);
+            class.union(&ClassBytes::new(smalls));
+            Hir::class(Class::Bytes(class))
+        }
+        HirKind::Empty => Hir::empty(),
+        HirKind::Look(look) => Hir::look(look),
+        HirKind::Repetition(mut rep) => {
+            rep.sub = Box::new(lowercase(*rep.sub));
+            Hir::repetition(rep)
+        }
+        HirKind::Capture(mut cap) => {
+            cap.sub = Box::new(lowercase(*cap.sub));
+            Hir::capture(cap)
+        }
+        HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(lowercase).collect()),
+        HirKind::Alternation(subs) => Hir::alternation(subs.into_iter().map(lowercase).collect()),
     }
 }
 
@@ -472,18 +677,19 @@ mod tests {
         let metering = compiled("metering-token-exchange", &[]);
         let prefilter = metering.matchers.prefilter.as_ref().unwrap();
         assert!(!prefilter.needs_utf8);
+        // The success markers ignore case: searched as lowercase literals.
+        assert!(prefilter.folded);
         for line in [
             "x ErrorMeteringTokenExchangeFailure y",
             "2026-11-21T04:00:00Z WORKER metering Started",
             "openshift licence usage submitted",
         ] {
-            assert!(prefilter.regex.is_match(line.as_bytes()), "{line}");
+            assert!(hits(prefilter, line), "{line}");
         }
-        assert!(
-            !prefilter
-                .regex
-                .is_match(b"GET /healthz 200 worker metering")
-        );
+        assert!(!hits(prefilter, "GET /healthz 200 worker metering"));
+        // A case-sensitive literal stays one: "errormeteringtokenexchangefailure" is no failure,
+        // but the prefilter may let it through; the line's own match decides.
+        assert!(hits(prefilter, "errormeteringtokenexchangefailure"));
         // `.*` in the related patterns could match what lossy decoding made of bad bytes.
         assert!(
             metering
@@ -500,8 +706,68 @@ mod tests {
                 ("reason_code", "ErrorUnclassified"),
             ],
         );
-        assert!(orchestrator.matchers.prefilter.is_some());
+        assert!(!orchestrator.matchers.prefilter.as_ref().unwrap().folded);
+        let Search::Literals(finders) = &prefilter.search else {
+            panic!("the metering runbook's search is not by literals");
+        };
+        let needles: Vec<&[u8]> = finders.iter().map(|f| f.needle()).collect();
+        // Ignoring case, `k` is also the Kelvin sign and `s` the long s: the literal runs stop
+        // there ("worker metering started" is searched as "er metering ").
+        assert_eq!(
+            needles,
+            [
+                &b"er metering "[..],
+                b"errormeteringtokenexchangefailure",
+                b"hift licen",
+            ]
+        );
         assert!(orchestrator.matchers.related_prefilter.is_none());
+    }
+
+    fn hits(prefilter: &Prefilter, text: &str) -> bool {
+        let mut scratch = Vec::new();
+        let haystack = prefilter.haystack(text.as_bytes(), &mut scratch);
+        prefilter.find_at(haystack, 0, &mut Vec::new()).is_some()
+    }
+
+    /// Lowercased, a search finds the lowercased form of everything it found, at the same
+    /// offsets; it never loses a match (finding more is allowed of a prefilter).
+    #[test]
+    fn lowercased_searches_keep_every_match() {
+        let patterns = [
+            r"(?i)\bworker metering started\b",
+            r"(?i)licen[cs]es? usage",
+            "ErrorMetering[A-Z][a-z]+",
+            "[^a-z]+x",
+            r"(?i)k\d+",
+            "(?-u:[\\x41-\\x5a])z",
+            "Straße|STRASSE",
+        ];
+        let texts = [
+            "Worker Metering STARTED now",
+            "OpenShift LICENSES usage submitted",
+            "ErrorMeteringToken",
+            "ABC1x",
+            "\u{212A}42 and K7",
+            "Qz",
+            "Straße STRASSE",
+        ];
+        for pattern in patterns {
+            let hir = regex_syntax::ParserBuilder::new()
+                .utf8(false)
+                .build()
+                .parse(pattern)
+                .unwrap();
+            let original = regex::bytes::Regex::new(&hir.to_string()).unwrap();
+            let lowered = regex::bytes::Regex::new(&lowercase(hir).to_string()).unwrap();
+            for text in texts {
+                let folded = text.to_ascii_lowercase();
+                for m in original.find_iter(text.as_bytes()) {
+                    let found = lowered.find_at(folded.as_bytes(), m.start()).unwrap();
+                    assert_eq!(found.start(), m.start(), "{pattern} on {text}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -550,9 +816,9 @@ mod tests {
         assert!(Prefilter::new(&[], &[r"^\b$"]).is_none());
         let p = Prefilter::new(&["lit".to_string()], &[r"(?i)^\bab\b"]).unwrap();
         assert!(
-            p.regex.is_match(b"xxabxx"),
+            hits(&p, "xxabxx"),
             "assertions are dropped, so more lines match"
         );
-        assert!(p.regex.is_match(b"AB"));
+        assert!(hits(&p, "AB"));
     }
 }

@@ -135,6 +135,8 @@ pub struct LogScanner<'a> {
     /// Counts lines matching the related-services patterns instead of failure records.
     related: bool,
     line: Vec<u8>,
+    /// The lowercased copy of a block a case-ignoring search runs over, reused.
+    folded: Vec<u8>,
     pending: Option<Record>,
     samples: Vec<(Category, String)>,
     findings: StreamFindings,
@@ -146,6 +148,7 @@ impl<'a> LogScanner<'a> {
             matchers,
             related,
             line: Vec::new(),
+            folded: Vec::new(),
             pending: None,
             samples: Vec::new(),
             findings: StreamFindings::default(),
@@ -219,17 +222,21 @@ impl<'a> LogScanner<'a> {
         };
         self.findings.lines += memchr::memchr_iter(b'\n', block).count() as u64;
         self.note_block_times(block);
+        // Taken for the loop, which needs `self` too; given back for the next block.
+        let mut scratch = std::mem::take(&mut self.folded);
+        let haystack = prefilter.haystack(block, &mut scratch);
+        let mut next = Vec::new();
         // Start of the first line not yet looked at.
         let mut at = 0;
         while at < block.len() {
             if self.pending.is_none() {
-                let Some(hit) = prefilter.regex.find_at(block, at) else {
-                    return;
+                let Some(hit) = prefilter.find_at(haystack, at, &mut next) else {
+                    break;
                 };
                 let start =
-                    memchr::memrchr(b'\n', &block[at..hit.start()]).map_or(at, |i| at + i + 1);
+                    memchr::memrchr(b'\n', &block[at..hit.start]).map_or(at, |i| at + i + 1);
                 // A hit may run over several lines; each of them is looked at.
-                let stop = hit.end().max(hit.start() + 1);
+                let stop = hit.end.max(hit.start + 1);
                 at = start;
                 while at < stop && at < block.len() {
                     let (line, next) = line_at(block, at);
@@ -243,6 +250,7 @@ impl<'a> LogScanner<'a> {
                 at = next;
             }
         }
+        self.folded = scratch;
     }
 
     /// The same first and last timed lines as reading every line would note, found by
