@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The operator's main job on the local simulated cluster: brings the cluster up, installs the
 # CRD, starts the operator, deploys sample workloads whose pods carry logs for several runbook
-# scenarios, applies one AlertTriage per scenario and prints the verdicts. Safe to re-run: the
-# demo namespace is recreated and the operator restarted each time.
+# scenarios, applies one AlertTriage per scenario and prints the verdicts. Then the Alertmanager
+# path: a real Alertmanager posts one alert (added with amtool) to the operator's intake, which
+# creates the AlertTriage shown last. Safe to re-run: the demo namespace is recreated and the
+# operator and Alertmanager restarted each time.
 #
-#   scripts/demo.sh          run the demo (cluster and operator keep running afterwards)
-#   scripts/demo.sh stop     stop the demo's operator (scripts/cluster.sh down stops the cluster)
+#   scripts/demo.sh          run the demo (cluster, operator and Alertmanager keep running afterwards)
+#   scripts/demo.sh stop     stop the demo's operator and Alertmanager (scripts/cluster.sh down stops the cluster)
+#
+# Ports: ATO_DEMO_INTAKE_PORT (default 9094) for the intake, ATO_DEMO_ALERTMANAGER_PORT (9093).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ATO_ROOT"
@@ -14,26 +18,30 @@ NS=ato-demo
 DEMO=examples/demo
 PIDFILE="$ATO_CLUSTER_DIR/demo-operator.pid"
 OPLOG="$ATO_CLUSTER_DIR/logs/demo-operator.log"
+AMDIR="$ATO_CLUSTER_DIR/demo-alertmanager"
+INTAKE_PORT="${ATO_DEMO_INTAKE_PORT:-9094}"
+AM_PORT="${ATO_DEMO_ALERTMANAGER_PORT:-9093}"
 
-stop_operator() {
-  if [ -f "$PIDFILE" ]; then
-    local pid; pid=$(cat "$PIDFILE")
+stop_pidfile() {
+  if [ -f "$1" ]; then
+    local pid; pid=$(cat "$1")
     if kill -0 "$pid" 2>/dev/null; then
       kill "$pid"
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
     fi
-    rm -f "$PIDFILE"
+    rm -f "$1"
   fi
 }
+stop_operator() { stop_pidfile "$PIDFILE"; stop_pidfile "$AMDIR/pid"; }
 
 if [ "${1:-}" = "stop" ]; then
   stop_operator
-  log "demo operator stopped"
+  log "demo operator and Alertmanager stopped"
   exit 0
 fi
 
-"$ATO_ROOT/scripts/tools.sh" etcd kube kwok
+"$ATO_ROOT/scripts/tools.sh" etcd kube kwok alertmanager
 "$ATO_ROOT/scripts/cluster.sh" up
 export KUBECONFIG="$ATO_KUBECONFIG"
 
@@ -51,9 +59,12 @@ kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/d
 kubectl create namespace "$NS" >/dev/null
 for _ in $(seq 100); do kubectl -n "$NS" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
 
-log "starting the operator (log: $OPLOG)"
-mkdir -p "$(dirname "$OPLOG")"
-"$BIN" run --namespaces "$NS" --kubeconfig "$ATO_KUBECONFIG" >"$OPLOG" 2>&1 &
+log "starting the operator with its Alertmanager intake on 127.0.0.1:$INTAKE_PORT (log: $OPLOG)"
+mkdir -p "$(dirname "$OPLOG")" "$AMDIR"
+# A fresh token each run; Alertmanager reads the same file.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$AMDIR/token"
+"$BIN" run --namespaces "$NS" --kubeconfig "$ATO_KUBECONFIG" \
+  --intake-bind-address "127.0.0.1:$INTAKE_PORT" --intake-token-file "$AMDIR/token" >"$OPLOG" 2>&1 &
 echo $! > "$PIDFILE"
 
 log "deploying sample workloads"
@@ -98,5 +109,42 @@ done
 echo
 kubectl -n "$NS" get alerttriage
 echo
+
+log "the Alertmanager path: Alertmanager on 127.0.0.1:$AM_PORT (log: $AMDIR/alertmanager.log)"
+cat >"$AMDIR/alertmanager.yml" <<YAML
+route:
+  receiver: alert-triage
+  group_by: [alertname]
+  group_wait: 1s
+receivers:
+  - name: alert-triage
+    webhook_configs:
+      - url: http://127.0.0.1:$INTAKE_PORT/alertmanager
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials_file: $AMDIR/token
+YAML
+rm -rf "${AMDIR:?}/data"
+alertmanager --config.file="$AMDIR/alertmanager.yml" --storage.path="$AMDIR/data" \
+  --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= >"$AMDIR/alertmanager.log" 2>&1 &
+echo $! >"$AMDIR/pid"
+AM_URL="http://127.0.0.1:$AM_PORT"
+for _ in $(seq 100); do amtool --alertmanager.url="$AM_URL" config show >/dev/null 2>&1 && break; sleep 0.2; done
+log "amtool alert add: the metering alert for service metering-net, as Prometheus would send it"
+amtool --alertmanager.url="$AM_URL" alert add \
+  alertname=armada-cluster_error_metering_token_exchange service=metering-net namespace="$NS" region=us-south \
+  --start="$(date -u -d '-2 min' +%Y-%m-%dT%H:%M:%SZ)" --annotation='summary="metering token exchange failures"'
+from_am=""
+for _ in $(seq 60); do
+  from_am=$(kubectl -n "$NS" get alerttriage -l triage.dev/source=alertmanager \
+    -o jsonpath='{range .items[*]}{.metadata.name} {.status.phase}{"\n"}{end}' | grep -vE ' (Pending|Gathering)?$' || true)
+  [ -n "$from_am" ] && break
+  sleep 1
+done
+[ -n "$from_am" ] || die "Alertmanager's alert made no triage; see $OPLOG and $AMDIR/alertmanager.log"
+kubectl -n "$NS" get alerttriage -l triage.dev/source=alertmanager -L triage.dev/fingerprint
+echo
 echo "Look closer:   kubectl --kubeconfig $ATO_KUBECONFIG -n $NS describe alerttriage network-one-pod"
+echo "From Alertmanager: kubectl --kubeconfig $ATO_KUBECONFIG -n $NS describe alerttriage ${from_am%% *}"
 echo "Stop:          scripts/demo.sh stop && scripts/cluster.sh down"

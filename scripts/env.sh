@@ -9,6 +9,8 @@ KWOK_VERSION="v0.8.0"
 HELM_VERSION="v3.22.0"
 # promtool checks and unit-tests the chart's alerting rules (v0.315.0 is Prometheus 3.x's module).
 PROMTOOL_VERSION="v0.315.0"
+# Real Alertmanager processes post to the intake in tests/intake.rs (amtool from the same module).
+ALERTMANAGER_VERSION="v0.34.2"
 # The real node (scripts/cluster.sh up --real-node): kubelet $KUBE_VERSION, containerd, CNI plugins.
 CONTAINERD_VERSION="v2.4.2"
 CNI_PLUGINS_VERSION="v1.9.1"

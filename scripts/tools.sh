@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the local test infrastructure from published Go modules into $ATO_CACHE/bin:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm and promtool;
-# ripgrep with cargo (an anchor of scripts/bench.sh); lua5.1 and libfaketime from apt-get when
-# missing; and for the real node (`node`): kubelet, containerd, ctr, the runc shim, the CNI
-# plugins, runc and socat from the package manager, and the pause and log-writer images
-# (scripts/image.sh).
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm, promtool,
+# alertmanager and amtool; ripgrep with cargo (an anchor of scripts/bench.sh); lua5.1 and
+# libfaketime from apt-get when missing; and for the real node (`node`): kubelet, containerd, ctr,
+# the runc shim, the CNI plugins, runc and socat from the package manager, and the pause and
+# log-writer images (scripts/image.sh).
 # Idempotent: a tool whose stamp matches its pinned version is not rebuilt.
-#   scripts/tools.sh [etcd|kube|kwok|helm|promtool|ripgrep|lua|faketime|node ...]   (default: all)
+#   scripts/tools.sh [etcd|kube|kwok|helm|promtool|alertmanager|ripgrep|lua|faketime|node ...]   (default: all)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -110,6 +110,26 @@ build_promtool() {
   stamp promtool "$PROMTOOL_VERSION"
 }
 
+# The intake tests post alerts through real Alertmanager processes. The module leaves out the web
+# UI's built files that a go:embed pattern needs, so `go install` fails: we build from a writable
+# copy of the module source with a placeholder page (the API does not use the UI).
+build_alertmanager() {
+  built alertmanager "$ALERTMANAGER_VERSION" && built amtool "$ALERTMANAGER_VERSION" && return
+  log "building alertmanager and amtool $ALERTMANAGER_VERSION"
+  local moddir dir="$ATO_CACHE/src/alertmanager-$ALERTMANAGER_VERSION"
+  moddir=$(cd "$ATO_CACHE/src" && go mod download -json "github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -d "$moddir" ] || die "could not download github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION"
+  rm -rf "$dir" && cp -r "$moddir" "$dir" && chmod -R u+w "$dir"
+  mkdir -p "$dir/ui/app/dist"
+  echo '<!doctype html><title>Alertmanager</title>' > "$dir/ui/app/dist/index.html"
+  local c
+  for c in alertmanager amtool; do
+    (cd "$dir" && go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}" \
+      -o "$ATO_BIN/$c" "./cmd/$c")
+    stamp "$c" "$ALERTMANAGER_VERSION"
+  done
+}
+
 # Argo CD runs health checks in Lua 5.1; the tests run ours with Debian's interpreter.
 build_lua() {
   command -v lua5.1 >/dev/null || apt_install lua5.1
@@ -193,6 +213,6 @@ build_ripgrep() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm promtool ripgrep lua faketime node)
+[ ${#want[@]} -gt 0 ] || want=(etcd kube kwok helm promtool alertmanager ripgrep lua faketime node)
 for t in "${want[@]}"; do "build_$t"; done
 log "tools ready in $ATO_BIN"

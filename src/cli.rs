@@ -146,6 +146,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub http: crate::http::HttpArgs,
 
+    #[command(flatten)]
+    pub intake: crate::intake::IntakeArgs,
+
     /// Where the cluster's kubeconfig is, when not in-cluster (KUBECONFIG works too).
     #[arg(long, env = "ATO_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,

@@ -12,6 +12,7 @@ pub mod crd;
 pub mod duration;
 pub mod evidence;
 pub mod http;
+pub mod intake;
 pub mod leader;
 pub mod metrics;
 pub mod plugin;

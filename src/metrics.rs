@@ -52,6 +52,31 @@ const DELETE_POD_RESULTS: [&str; 8] = [
     "Unverified",
 ];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Results of an Alertmanager notification at the intake, each shown at zero from the start.
+pub const INTAKE_RESULTS: [&str; 5] = [
+    "accepted",
+    "unauthorized",
+    "malformed",
+    "too_large",
+    "error",
+];
+
+/// What became of each alert at the intake, each shown at zero from the start.
+pub const INTAKE_OUTCOMES: [&str; 7] = [
+    "created",
+    "duplicate",
+    "resolved",
+    "unrouted",
+    "refused",
+    "rate_limited",
+    "error",
+];
+
 /// `controller::Error::category()`, each shown at zero from the start.
 pub const ERROR_CATEGORIES: [&str; 5] =
     ["kube", "conflict", "evidence", "ledger", "info_configmap"];
@@ -67,6 +92,8 @@ pub struct Metrics {
     log_bytes: Counter,
     errors: Family<CategoryLabel, Counter>,
     leader: Gauge,
+    intake_notifications: Family<ResultLabel, Counter>,
+    intake_alerts: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -140,6 +167,24 @@ impl Metrics {
             "1 while this replica holds the leader lease (or runs without leader election)",
             leader.clone(),
         );
+        let intake_notifications = Family::<ResultLabel, Counter>::default();
+        for result in INTAKE_RESULTS {
+            let _ = intake_notifications.get_or_create(&ResultLabel { result });
+        }
+        registry.register(
+            "intake_notifications",
+            "Alertmanager notifications received by the intake, by result",
+            intake_notifications.clone(),
+        );
+        let intake_alerts = Family::<OutcomeLabel, Counter>::default();
+        for outcome in INTAKE_OUTCOMES {
+            let _ = intake_alerts.get_or_create(&OutcomeLabel { outcome });
+        }
+        registry.register(
+            "intake_alerts",
+            "Alerts received by the intake, by what became of them",
+            intake_alerts.clone(),
+        );
         registry.register_collector(Box::new(state));
         Metrics {
             registry,
@@ -150,6 +195,8 @@ impl Metrics {
             log_bytes,
             errors,
             leader,
+            intake_notifications,
+            intake_alerts,
         }
     }
 
@@ -187,6 +234,20 @@ impl Metrics {
         self.actions
             .get_or_create(&ActionLabels { action, result })
             .inc();
+    }
+
+    /// A notification reached the intake: one of [`INTAKE_RESULTS`].
+    pub fn intake_notification(&self, result: &'static str) {
+        self.intake_notifications
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// `count` alerts of a notification ended as `outcome`, one of [`INTAKE_OUTCOMES`].
+    pub fn intake_alerts(&self, outcome: &'static str, count: u64) {
+        self.intake_alerts
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc_by(count);
     }
 
     pub fn set_leader(&self, leading: bool) {
@@ -262,6 +323,8 @@ mod tests {
             "alert_triage_reconcile_duration_seconds_count 0",
             "alert_triage_log_bytes_scanned_total 0",
             "alert_triage_leader 0",
+            r#"alert_triage_intake_notifications_total{result="unauthorized"} 0"#,
+            r#"alert_triage_intake_alerts_total{outcome="rate_limited"} 0"#,
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

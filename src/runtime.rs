@@ -52,6 +52,14 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    let intake = crate::intake::start(
+        &args.intake,
+        &args.namespaces,
+        client.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let mut eviction_config = crate::kube_config(args.kubeconfig.as_deref()).await?;
     eviction_config.default_retry = false;
     let reporter = Reporter {
@@ -80,6 +88,9 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     };
     shutdown.cancel();
     server.await??;
+    if let Some(intake) = intake {
+        intake.await??;
+    }
     info!("controller stopped");
     result
 }

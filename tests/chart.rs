@@ -387,6 +387,31 @@ async fn rbac_grants_exactly_the_verbs_the_operator_uses_and_no_secrets() {
         ))
     );
 
+    // The intake adds exactly `create` on alerttriages, and `delete` only for its retention.
+    for (retention, verbs) in [("24h", &["create", "delete"][..]), ("0", &["create"][..])] {
+        let mut with_intake = expected.clone();
+        with_intake.push(rule("triage.dev", "alerttriages", verbs));
+        with_intake.sort();
+        let sets = [
+            "intake.enabled=true".to_string(),
+            "intake.tokenSecret=am-token".to_string(),
+            format!("intake.resolvedRetention={retention}"),
+        ];
+        let docs = documents(&render(release, &ns.name, &sets).await);
+        assert_eq!(
+            rules_of(&docs, "ClusterRole", &fullname),
+            with_intake,
+            "retention {retention}"
+        );
+        let service = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == "Service" && d["metadata"]["name"] == format!("{fullname}-intake")
+            })
+            .expect("the intake Service");
+        assert_eq!(service["spec"]["ports"][0]["port"], 9094);
+    }
+
     // As the API server sees it, with the cluster-wide RBAC applied for real.
     let rbac = of_kind(
         &docs,
@@ -1372,6 +1397,18 @@ async fn the_chart_refuses_values_that_cannot_run() {
             assert!(stderr.contains(part), "{sets:?}: {part:?} not in {stderr}");
         }
     };
+    refused(
+        &[own("intake.enabled=true")],
+        &["intake.enabled needs intake.tokenSecret"],
+    );
+    refused(
+        &[
+            own("intake.enabled=true"),
+            own("intake.tokenSecret=t"),
+            own("intake.resolvedRetention=forever"),
+        ],
+        &["resolvedRetention"],
+    );
     let lease = "retryPeriod < renewDeadline < leaseDuration";
     refused(
         &[own("leaderElection.leaseDuration=5s")],

@@ -69,6 +69,10 @@ pub enum Refusal {
         pod: String,
         why: String,
     },
+    /// Alertmanager reported the alert resolved: nothing is evicted for it any more.
+    AlertResolved {
+        ended_at: String,
+    },
 }
 
 /// The kinds of [`Refusal`], by the reason shown in conditions and Events. Status records only
@@ -89,10 +93,11 @@ pub enum RefusalKind {
     BudgetExhausted,
     CooldownActive,
     ApproverNotAllowed,
+    AlertResolved,
 }
 
 impl RefusalKind {
-    pub const ALL: [RefusalKind; 14] = [
+    pub const ALL: [RefusalKind; 15] = [
         RefusalKind::NoProposal,
         RefusalKind::ProposalMismatch,
         RefusalKind::ProposalExpired,
@@ -107,6 +112,7 @@ impl RefusalKind {
         RefusalKind::BudgetExhausted,
         RefusalKind::CooldownActive,
         RefusalKind::ApproverNotAllowed,
+        RefusalKind::AlertResolved,
     ];
 
     /// The condition/Event reason.
@@ -126,6 +132,7 @@ impl RefusalKind {
             RefusalKind::BudgetExhausted => "BudgetExhausted",
             RefusalKind::CooldownActive => "CooldownActive",
             RefusalKind::ApproverNotAllowed => "ApproverNotAllowed",
+            RefusalKind::AlertResolved => "AlertResolved",
         }
     }
 
@@ -177,6 +184,7 @@ impl Refusal {
             Refusal::BudgetExhausted { .. } => RefusalKind::BudgetExhausted,
             Refusal::CooldownActive { .. } => RefusalKind::CooldownActive,
             Refusal::ApproverNotAllowed { .. } => RefusalKind::ApproverNotAllowed,
+            Refusal::AlertResolved { .. } => RefusalKind::AlertResolved,
         }
     }
 
@@ -251,6 +259,9 @@ impl Refusal {
             } => format!(
                 "{approver} approved, but may not {verb} pod {pod} in {namespace} ({why}); the operator never acts with a power the approver lacks, so nothing was deleted"
             ),
+            Refusal::AlertResolved { ended_at } => {
+                format!("the alert resolved at {ended_at}; nothing is deleted for a resolved alert")
+            }
         }
     }
 }
@@ -377,6 +388,7 @@ mod tests {
             assert_eq!(RefusalKind::from_reason(kind.as_str()), Some(kind));
         }
         assert_eq!(RefusalKind::from_reason("Remediated"), None);
+        assert!(!RefusalKind::AlertResolved.keeps_proposal());
         let transient: Vec<&str> = RefusalKind::ALL
             .into_iter()
             .filter(|k| k.is_transient())

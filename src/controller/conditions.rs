@@ -9,6 +9,8 @@ use crate::redact::redact;
 pub const TRIAGED: &str = "Triaged";
 pub const ACTION_REQUIRED: &str = "ActionRequired";
 pub const REMEDIATED: &str = "Remediated";
+/// The alert resolved (Alertmanager said so); written by the intake, kept by every later write.
+pub const RESOLVED: &str = "Resolved";
 /// kstatus: the triage reached a final verdict or outcome for its generation.
 pub const READY: &str = "Ready";
 /// kstatus (abnormal-true): gathering, waiting for approval or acting.

@@ -65,6 +65,20 @@ pub async fn resume(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
     .await
 }
 
+/// Phase `Remediating`, the eviction not yet confirmed, and the alert resolved since: end the
+/// remediation without evicting; the pod is left alone.
+#[instrument(skip_all, fields(triage = %obj.name_any()))]
+pub async fn abandon(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    let record = Record::new(ctx, obj);
+    let status = obj.status.clone().unwrap_or_default();
+    let message = format!(
+        "not evicted: {}",
+        super::phase::resolved_refusal(obj, now).message()
+    );
+    info!("the alert resolved before the eviction; not evicting");
+    finish(&record, ctx, status, false, &message, None, now).await
+}
+
 /// Records that the approved pod went away without our eviction call (or before its answer),
 /// then looks for the replacement.
 async fn already_going(

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 pub use clock::ServerClock;
+pub use record::{INTAKE_MANAGER, mark_resolved};
 
 use crate::action::Limits;
 use crate::cli::RunArgs;

@@ -5,12 +5,12 @@
 
 use jiff::Timestamp;
 
-use crate::action::RefusalKind;
+use crate::action::{Refusal, RefusalKind};
 use sha2::{Digest, Sha256};
 
 use crate::crd::{Action, AlertTriage, AlertTriageSpec, AlertTriageStatus, Phase};
 
-use super::conditions::REMEDIATED;
+use super::conditions::{REMEDIATED, RESOLVED};
 
 /// What a reconcile does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +30,47 @@ pub enum Step {
     Verify,
     /// The proposal waited past its expiry without an approval.
     Expire,
+    /// The alert resolved while a proposal waited: withdraw it and say why.
+    Withdraw,
+    /// An approval arrived after the alert resolved: refuse it (`AlertResolved`).
+    RefuseResolved,
+    /// An intent is recorded, the eviction is not confirmed, and the alert has resolved since:
+    /// end the remediation without evicting.
+    Abandon,
     /// This generation is settled; nothing happens until the spec changes.
     Done,
 }
 
 /// The next step for `obj` as read at `now`.
 pub fn next(obj: &AlertTriage, now: Timestamp) -> Step {
+    let resolved = resolution(obj).is_some();
+    match next_ignoring_resolution(obj, now) {
+        // Nothing is evicted for a resolved alert: what was not yet evicted never will be.
+        Step::Resume if resolved => Step::Abandon,
+        Step::Act | Step::IgnoreApproval if resolved => Step::RefuseResolved,
+        step => step,
+    }
+}
+
+/// When the alert resolved, if Alertmanager said so (the `Resolved` condition the operator's
+/// intake writes); a triage for a resolved alert never proposes or evicts.
+pub fn resolution(obj: &AlertTriage) -> Option<Timestamp> {
+    obj.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == RESOLVED && c.status == "True")
+        .map(|c| c.last_transition_time.0)
+}
+
+/// Why nothing is proposed or done for a resolved alert, with when it resolved.
+pub fn resolved_refusal(obj: &AlertTriage, now: Timestamp) -> Refusal {
+    Refusal::AlertResolved {
+        ended_at: resolution(obj).unwrap_or(now).to_string(),
+    }
+}
+
+fn next_ignoring_resolution(obj: &AlertTriage, now: Timestamp) -> Step {
     let default = AlertTriageStatus::default();
     let status = obj.status.as_ref().unwrap_or(&default);
     let generation = obj.metadata.generation.unwrap_or_default();
@@ -49,6 +84,10 @@ pub fn next(obj: &AlertTriage, now: Timestamp) -> Step {
         };
     }
     let waiting = status.phase == Some(Phase::AwaitingApproval);
+    if waiting && status.proposal.is_some() && resolution(obj).is_some() {
+        // Before expiry and approvals: a resolved alert's proposal is withdrawn, approved or not.
+        return Step::Withdraw;
+    }
     if status.observed_generation == Some(generation) {
         if let (true, Some(p)) = (waiting, &status.proposal) {
             if now >= p.expires_at.0 {

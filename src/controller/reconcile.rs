@@ -6,9 +6,9 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{debug, instrument};
 
-use super::evict::resume;
+use super::evict::{abandon, resume};
 use super::phase::{self, Step};
-use super::remediate::{act, expire, ignore_approval};
+use super::remediate::{act, expire, ignore_approval, refuse_resolved, withdraw};
 use super::triage::triage;
 use super::verify::check_replacement;
 use super::{Context, Error, requeue_until};
@@ -35,6 +35,9 @@ pub async fn reconcile(cached: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Ac
         Step::Resume => resume(&obj, &ctx, now).await,
         Step::Verify => check_replacement(&obj, &ctx, now).await,
         Step::Expire => expire(&obj, &ctx, now).await,
+        Step::Withdraw => withdraw(&obj, &ctx, now).await,
+        Step::RefuseResolved => refuse_resolved(&obj, &ctx, now).await,
+        Step::Abandon => abandon(&obj, &ctx, now).await,
         Step::Done => Ok(Action::await_change()),
     }
 }

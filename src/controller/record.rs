@@ -10,7 +10,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use tracing::warn;
 
-use super::conditions::set_kstatus;
+use super::conditions::{RESOLVED, set_kstatus};
 use super::{Context, Error, MANAGER};
 use crate::action::ApprovedPlan;
 use crate::crd::{AlertTriage, AlertTriageStatus};
@@ -85,6 +85,12 @@ impl<'a> Record<'a> {
             .as_ref()
             .map_or(&[][..], |s| &s.conditions[..]);
         set_kstatus(&mut status, previous, self.ctx.clock.now().await);
+        // Resolution is a fact about the alert that no later step may drop: every write keeps
+        // the intake's condition exactly as it was read.
+        status.conditions.retain(|c| c.type_ != RESOLVED);
+        if let Some(resolved) = previous.iter().find(|c| c.type_ == RESOLVED) {
+            status.conditions.push(resolved.clone());
+        }
         let version = self
             .version
             .lock()
@@ -152,6 +158,43 @@ impl<'a> Record<'a> {
             ),
         );
         publish(self.ctx, &reference, note).await;
+    }
+}
+
+/// The field manager of the one status field the intake writes, the `Resolved` condition. It is
+/// not the controller's, so neither apply removes what the other owns.
+pub const INTAKE_MANAGER: &str = "alert-triage-operator-intake";
+
+/// Marks a triage's alert resolved at `ended_at` (server-side apply of the `Resolved`
+/// condition alone). Written by the operator itself, like the rest of status; the phase machine
+/// only ever becomes more careful because of it. False when there is no such triage.
+pub async fn mark_resolved(
+    api: &Api<AlertTriage>,
+    name: &str,
+    ended_at: jiff::Timestamp,
+) -> Result<bool, kube::Error> {
+    let patch = serde_json::json!({
+        "apiVersion": AlertTriage::api_version(&()),
+        "kind": AlertTriage::kind(&()),
+        "status": {"conditions": [{
+            "type": RESOLVED,
+            "status": "True",
+            "reason": "AlertResolved",
+            "message": format!("Alertmanager reported the alert resolved at {ended_at}; nothing is deleted for it"),
+            "lastTransitionTime": ended_at.to_string(),
+        }]},
+    });
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(INTAKE_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -218,7 +218,6 @@ pub async fn ignore_approval(
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let previous = obj.status.clone().unwrap_or_default();
     let refusal = Refusal::ProposalMismatch {
         approved: obj
             .spec
@@ -226,12 +225,33 @@ pub async fn ignore_approval(
             .as_ref()
             .map(|a| a.proposal.clone())
             .unwrap_or_default(),
-        current: previous
-            .proposal
+        current: obj
+            .status
             .as_ref()
+            .and_then(|s| s.proposal.as_ref())
             .map(|p| p.id.clone())
             .unwrap_or_default(),
     };
+    refuse_approval(obj, ctx, refusal, now).await
+}
+
+/// An approval that arrived after the alert resolved: refused, visibly; nothing is deleted.
+pub async fn refuse_resolved(
+    obj: &AlertTriage,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    refuse_approval(obj, ctx, phase::resolved_refusal(obj, now), now).await
+}
+
+/// Records that an approval was not acted on, without changing the phase.
+async fn refuse_approval(
+    obj: &AlertTriage,
+    ctx: &Context,
+    refusal: Refusal,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let previous = obj.status.clone().unwrap_or_default();
     let message = refusal.message();
     let mut status = previous.clone();
     status.observed_generation = obj.metadata.generation;
@@ -247,6 +267,39 @@ pub async fn ignore_approval(
     ctx.metrics.action(ACTION_LABEL, "Refused");
     Record::new(ctx, obj)
         .write(status, Some(Note::warning(refusal.reason(), message)))
+        .await?;
+    Ok(Action::await_change())
+}
+
+/// The alert resolved while a proposal waited: the proposal is withdrawn (approved or not) and
+/// the Event says why. The generation is left as it was observed, so a spec changed meanwhile
+/// is still triaged (and then never proposes).
+pub async fn withdraw(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    let previous = obj.status.clone().unwrap_or_default();
+    let refusal = phase::resolved_refusal(obj, now);
+    let id = previous
+        .proposal
+        .as_ref()
+        .map(|p| format!("{} to delete pod {}", p.id, p.pod))
+        .unwrap_or_default();
+    let message = format!("proposal {id} was withdrawn: {}", refusal.message());
+    let mut status = previous.clone();
+    status.proposal = None;
+    status.phase = Some(phase::after(Outcome::Refused {
+        kind: refusal.kind(),
+        from: previous.phase,
+    }));
+    set_remediation(
+        &mut status,
+        &previous,
+        now,
+        false,
+        refusal.reason(),
+        &message,
+    );
+    info!(reason = refusal.reason(), "proposal withdrawn");
+    Record::new(ctx, obj)
+        .write(status, Some(Note::normal("ProposalWithdrawn", message)))
         .await?;
     Ok(Action::await_change())
 }

@@ -129,9 +129,14 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         related_services: verdict.related_services.clone(),
         notes: gathered.notes.clone(),
     };
-    let proposed = match &verdict.delete_candidate {
-        Some(pod) => propose(obj, ctx, &resolved, &gathered, pod, now).await?,
-        None => Proposed::Nothing,
+    let proposed = match (&verdict.delete_candidate, phase::resolution(obj)) {
+        // Nobody is asked to approve a deletion for an alert that already resolved.
+        (Some(pod), Some(_)) => Proposed::HeldBack {
+            pod: pod.clone(),
+            refusal: super::phase::resolved_refusal(obj, now),
+        },
+        (Some(pod), None) => propose(obj, ctx, &resolved, &gathered, pod, now).await?,
+        (None, _) => Proposed::Nothing,
     };
     let mut status = verdict_status(
         &previous,

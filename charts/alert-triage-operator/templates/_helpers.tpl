@@ -100,6 +100,13 @@ table and with the code: tests/chart.rs runs the operator with exactly these rul
 - apiGroups: [authorization.k8s.io]
   resources: [localsubjectaccessreviews]
   verbs: [create]
+{{- if .Values.intake.enabled }}
+# The Alertmanager intake creates triages (never updates them); retention deletes the resolved
+# ones it created.
+- apiGroups: [triage.dev]
+  resources: [alerttriages]
+  verbs: {{ if include "ato.intakeRetains" . }}[create]{{ else }}[create, delete]{{ end }}
+{{- end }}
 {{- if not (include "ato.infoConfigMapNamespace" .) }}
 - apiGroups: [""]
   resources: [configmaps]
@@ -156,4 +163,9 @@ volumeMounts:
     mountPath: /home/test
 securityContext:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+
+{{/* Non-empty when the intake keeps resolved triages forever (resolvedRetention 0). */}}
+{{- define "ato.intakeRetains" -}}
+{{- if regexMatch "^0+([.]0+)?(ns|us|ms|s|m|h)?$" (toString .Values.intake.resolvedRetention) }}true{{ end }}
 {{- end }}

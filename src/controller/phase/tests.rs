@@ -51,6 +51,8 @@ struct Case {
     proposal: Prop,
     remediation: Rem,
     transient_refusal: bool,
+    /// Alertmanager reported the alert resolved.
+    resolved: bool,
 }
 
 fn triage(c: Case) -> AlertTriage {
@@ -63,15 +65,17 @@ fn triage(c: Case) -> AlertTriage {
     } else {
         "PodGone"
     };
+    let mut conditions = vec![serde_json::json!({"type": REMEDIATED, "status": "False",
+        "reason": refusal, "message": "", "lastTransitionTime": now().to_string()})];
+    if c.resolved {
+        conditions.push(serde_json::json!({"type": RESOLVED, "status": "True",
+            "reason": "AlertResolved", "message": "", "lastTransitionTime": now().to_string()}));
+    }
     let object = serde_json::json!({
         "apiVersion": "triage.dev/v1alpha1", "kind": "AlertTriage",
         "metadata": {"name": "t", "generation": if c.spec == Spec::Same { 2 } else { 3 }},
         "spec": {"alert": {"name": "a"}},
-        "status": {
-            "observedGeneration": 2,
-            "conditions": [{"type": REMEDIATED, "status": "False", "reason": refusal,
-                "message": "", "lastTransitionTime": now().to_string()}],
-        },
+        "status": {"observedGeneration": 2, "conditions": conditions},
     });
     let mut t: AlertTriage = serde_json::from_value(object).unwrap();
     t.spec.approval = c.approved.then(|| Approval {
@@ -108,6 +112,7 @@ type Row = (
     Option<Prop>,
     Option<Rem>,
     Option<bool>,
+    Option<bool>,
     Step,
 );
 
@@ -116,42 +121,49 @@ const REMEDIATING: &[Option<Phase>] = &[Some(Phase::Remediating)];
 const WAITING: &[Option<Phase>] = &[Some(Phase::AwaitingApproval)];
 
 /// The decision table, first matching row wins. Read top to bottom it is the policy: an
-/// action under way always continues; a settled generation stays settled except for expiry
-/// and retries; an approval of a waiting proposal acts; anything else triages. Columns:
-/// the row's comment.
+/// action under way always continues, unless the alert resolved before the eviction; a
+/// resolved alert's waiting proposal is withdrawn and any later approval refused; a settled
+/// generation stays settled except for expiry and retries; an approval of a waiting proposal
+/// acts; anything else triages. Columns: the row's comment.
 fn table() -> Vec<Row> {
     let wait = Step::AwaitApproval {
         expires_at: now() + SignedDuration::from_mins(10),
     };
     let (t, w, r) = (Some(true), Some(WAITING), Some(REMEDIATING));
     let (same, newer) = (Some(&[Spec::Same][..]), Some(&[Spec::ApprovalOnly][..]));
+    let (live, expired) = (Some(Prop::Live), Some(Prop::Expired));
     #[rustfmt::skip]
     let rows = vec![
-        // phase, spec, approved, proposal, remediation, transient refusal -> step
-        (r,    None, None, None,                Some(Rem::Evicted), None, Step::Verify),
-        (r,    None, None, None,                Some(Rem::Intent),  None, Step::Resume),
-        (r,    None, None, None,                None,               None, Step::Done),
-        (w,    same, None, Some(Prop::Expired), None,               None, Step::Expire),
-        (w,    same, t,    Some(Prop::Live),    None,               t,    Step::Act),
-        (w,    same, None, Some(Prop::Live),    None,               None, wait),
-        (Some(UNSETTLED), same, None, None,     None,               None, Step::Triage),
-        (None, same, None, None,                None,               None, Step::Done),
-        (w,    newer, t,   Some(Prop::Live),    None,               None, Step::Act),
-        (w,    newer, t,   Some(Prop::Expired), None,               None, Step::Act),
-        (None, newer, t,   None,                None,               None, Step::IgnoreApproval),
-        (None, None, None, None,                None,               None, Step::Triage),
+        // phase, spec, approved, proposal, remediation, transient refusal, resolved -> step
+        (r,    None, None, None,    Some(Rem::Evicted), None, None, Step::Verify),
+        (r,    None, None, None,    Some(Rem::Intent),  None, t,    Step::Abandon),
+        (r,    None, None, None,    Some(Rem::Intent),  None, None, Step::Resume),
+        (r,    None, None, None,    None,               None, None, Step::Done),
+        (w,    None, None, live,    None,               None, t,    Step::Withdraw),
+        (w,    None, None, expired, None,               None, t,    Step::Withdraw),
+        (w,    same, None, expired, None,               None, None, Step::Expire),
+        (w,    same, t,    live,    None,               t,    None, Step::Act),
+        (w,    same, None, live,    None,               None, None, wait),
+        (Some(UNSETTLED), same, None, None, None,       None, None, Step::Triage),
+        (None, same, None, None,    None,               None, None, Step::Done),
+        (w,    newer, t,   live,    None,               None, None, Step::Act),
+        (w,    newer, t,   expired, None,               None, None, Step::Act),
+        (None, newer, t,   None,    None,               None, t,    Step::RefuseResolved),
+        (None, newer, t,   None,    None,               None, None, Step::IgnoreApproval),
+        (None, None, None, None,    None,               None, None, Step::Triage),
     ];
     rows
 }
 
 fn matches(row: &Row, c: &Case) -> bool {
-    let (phase, spec, approved, proposal, remediation, transient, _) = *row;
+    let (phase, spec, approved, proposal, remediation, transient, resolved, _) = *row;
     phase.is_none_or(|p| p.contains(&c.phase))
         && spec.is_none_or(|v| v.contains(&c.spec))
         && approved.is_none_or(|v| v == c.approved)
         && proposal.is_none_or(|v| v == c.proposal)
         && remediation.is_none_or(|v| v == c.remediation)
         && transient.is_none_or(|v| v == c.transient_refusal)
+        && resolved.is_none_or(|v| v == c.resolved)
 }
 
 fn every_case() -> Vec<Case> {
@@ -162,14 +174,17 @@ fn every_case() -> Vec<Case> {
                 for proposal in [Prop::None, Prop::Live, Prop::Expired] {
                     for remediation in [Rem::None, Rem::Intent, Rem::Evicted] {
                         for transient_refusal in [false, true] {
-                            cases.push(Case {
-                                phase,
-                                spec,
-                                approved,
-                                proposal,
-                                remediation,
-                                transient_refusal,
-                            });
+                            for resolved in [false, true] {
+                                cases.push(Case {
+                                    phase,
+                                    spec,
+                                    approved,
+                                    proposal,
+                                    remediation,
+                                    transient_refusal,
+                                    resolved,
+                                });
+                            }
                         }
                     }
                 }
@@ -183,10 +198,10 @@ fn every_case() -> Vec<Case> {
 fn every_combination_follows_the_table() {
     let table = table();
     let cases = every_case();
-    assert_eq!(cases.len(), 10 * 3 * 2 * 3 * 3 * 2);
+    assert_eq!(cases.len(), 10 * 3 * 2 * 3 * 3 * 2 * 2);
     for c in cases {
         let row = table.iter().find(|r| matches(r, &c)).expect("a last row");
-        assert_eq!(next(&triage(c), now()), row.6, "{c:?}");
+        assert_eq!(next(&triage(c), now()), row.7, "{c:?}");
     }
 }
 
@@ -202,10 +217,28 @@ fn nothing_acts_without_an_approval_of_a_waiting_proposal() {
 }
 
 #[test]
+fn nothing_is_acted_on_or_resumed_for_a_resolved_alert() {
+    for c in every_case().into_iter().filter(|c| c.resolved) {
+        let step = next(&triage(c), now());
+        assert!(
+            !matches!(step, Step::Act | Step::Resume | Step::AwaitApproval { .. }),
+            "{c:?}: {step:?}"
+        );
+    }
+}
+
+#[test]
 fn a_standing_approval_never_carries_over_to_a_changed_spec() {
     for c in every_case().into_iter().filter(|c| c.spec == Spec::Changed) {
+        let withdrawn =
+            c.resolved && c.phase == Some(Phase::AwaitingApproval) && c.proposal != Prop::None;
         if c.phase != Some(Phase::Remediating) {
-            assert_eq!(next(&triage(c), now()), Step::Triage, "{c:?}");
+            let expected = if withdrawn {
+                Step::Withdraw
+            } else {
+                Step::Triage
+            };
+            assert_eq!(next(&triage(c), now()), expected, "{c:?}");
         }
     }
 }
@@ -236,7 +269,7 @@ fn a_remediation_under_way_is_never_triaged_again() {
         assert!(
             matches!(
                 next(&triage(c), now()),
-                Step::Resume | Step::Verify | Step::Done
+                Step::Resume | Step::Verify | Step::Abandon | Step::Done
             ),
             "{c:?}"
         );
