@@ -815,18 +815,12 @@ async fn the_operator_runs_with_only_the_charts_identity_and_rbac() {
         t["status"]["apiKeyRotation"]["controllerIds"],
         json!(["c0ffee01", "c0ffee02"])
     );
-    assert!(
-        op.metric("alert_triage_reconciles_total{result=\"success\"}")
-            .await
-            .unwrap()
-            > before
-    );
-    assert!(
-        op.metric("alert_triage_reconcile_duration_seconds_count")
-            .await
-            .unwrap()
-            > 0.0
-    );
+    op.wait_for_metric("alert_triage_reconciles_total{result=\"success\"}", |v| {
+        v > before
+    })
+    .await;
+    op.wait_for_metric("alert_triage_reconcile_duration_seconds_count", |v| v > 0.0)
+        .await;
 
     // A proposal, approved and carried out: pods, ReplicaSets, eviction, the ledger, Events.
     let web = ns.deploy(&Workload::new("web", 3), DEPLOY).await;

@@ -9,7 +9,7 @@ mod pods;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::{AsyncBufReadExt, AsyncReadExt};
+use futures::{AsyncBufRead, AsyncBufReadExt};
 use futures::{StreamExt, stream};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
@@ -36,6 +36,24 @@ const PROBE_BYTES: u64 = 64 * 1024;
 const KUBELET_TIMESTAMP_BYTES: u64 = 31;
 /// Reads of one log before settling for what the last one got.
 const MAX_READ_ATTEMPTS: u32 = 3;
+/// A log stream that delivers nothing for this long is given up (and recorded as unreadable):
+/// a stalled kubelet must not hold a triage slot and its byte budget for ever. A slow stream
+/// that keeps delivering is read to the end.
+const LOG_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The stream's next bytes, or an error once it has been silent for `idle`.
+async fn next_bytes<R: AsyncBufRead + Unpin>(
+    stream: &mut R,
+    idle: std::time::Duration,
+) -> Result<&[u8], kube::Error> {
+    match tokio::time::timeout(idle, stream.fill_buf()).await {
+        Ok(read) => read.map_err(kube::Error::ReadEvents),
+        Err(_) => Err(kube::Error::ReadEvents(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the log stream sent nothing for {}s", idle.as_secs()),
+        ))),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -424,13 +442,17 @@ async fn probe(api: &Api<Pod>, pod: &str, base: &LogParams) -> Result<Probe, kub
         ..base.clone()
     };
     let stream = api.log_stream(pod, &params).await?;
-    let stream = std::pin::pin!(stream);
+    let mut stream = std::pin::pin!(stream);
     let mut buf = Vec::new();
-    stream
-        .take(PROBE_BYTES)
-        .read_to_end(&mut buf)
-        .await
-        .map_err(kube::Error::ReadEvents)?;
+    while (buf.len() as u64) < PROBE_BYTES {
+        let bytes = next_bytes(&mut stream, LOG_IDLE_TIMEOUT).await?;
+        if bytes.is_empty() {
+            break;
+        }
+        let take = bytes.len().min(PROBE_BYTES as usize - buf.len());
+        buf.extend_from_slice(&bytes[..take]);
+        stream.as_mut().consume_unpin(take);
+    }
     let lines: Vec<&[u8]> = if buf.is_empty() {
         Vec::new()
     } else {
@@ -463,7 +485,7 @@ async fn stream_into(
     let mut stream = std::pin::pin!(stream);
     let mut read: u64 = 0;
     loop {
-        let buf = stream.fill_buf().await.map_err(kube::Error::ReadEvents)?;
+        let buf = next_bytes(&mut stream, LOG_IDLE_TIMEOUT).await?;
         if buf.is_empty() {
             break;
         }
@@ -538,4 +560,40 @@ fn event_time(e: &CoreEvent) -> Option<Timestamp> {
         .map(|t| t.0)
         .or_else(|| e.event_time.as_ref().map(|t| t.0))
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_silent_log_stream_is_given_up_and_a_flowing_one_is_read() {
+        let mut silent = futures::io::BufReader::new(futures::io::AsyncReadExt::chain(
+            &b"first line\n"[..],
+            SilentReader,
+        ));
+        let idle = std::time::Duration::from_millis(50);
+        assert_eq!(
+            next_bytes(&mut silent, idle).await.unwrap(),
+            b"first line\n"
+        );
+        silent.consume_unpin(11);
+        let err = next_bytes(&mut silent, idle).await.unwrap_err();
+        assert!(err.to_string().contains("sent nothing"), "{err}");
+        let mut done = &b""[..];
+        assert!(next_bytes(&mut done, idle).await.unwrap().is_empty());
+    }
+
+    /// A kubelet that keeps the connection open and sends nothing.
+    struct SilentReader;
+
+    impl futures::io::AsyncRead for SilentReader {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Pending
+        }
+    }
 }

@@ -182,6 +182,20 @@ impl Operator {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// Waits (up to 10 s) until `series` satisfies `holds`: a reconcile's counters move just
+    /// after the status write a test waits for. Panics with the last value seen.
+    pub async fn wait_for_metric(&self, series: &str, holds: impl Fn(f64) -> bool) -> f64 {
+        let mut last = None;
+        for _ in 0..100 {
+            last = self.metric(series).await;
+            if let Some(v) = last.filter(|v| holds(*v)) {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{series} never reached the expected value; last seen {last:?}");
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
