@@ -425,7 +425,7 @@ node_check() {
   for c in runc socat ip nsenter unshare; do
     command -v "$c" >/dev/null || die "$c is missing: run scripts/tools.sh node"
   done
-  for c in pause log-writer; do
+  for c in pause log-writer kubectl; do
     [ -f "$ATO_IMAGES/$c.oci.tar" ] || die "$ATO_IMAGES/$c.oci.tar missing: run scripts/tools.sh node"
   done
   if [ -f "$NODE_OWNER" ] && [ "$(cat "$NODE_OWNER")" != "$ATO_CLUSTER_DIR" ]; then
@@ -589,7 +589,7 @@ cmd_up_node() {
   readlink "/proc/$(pid_of containerd)/ns/mnt" >"$NODE/mntns"
   wait_for containerd "containerd's socket" 60 ctr_node version
   local image
-  for image in pause log-writer; do
+  for image in pause log-writer kubectl; do
     # ctr warns about cgroup v1 on every run: its output is shown only if the import fails.
     if ! ctr_node images import --local "$ATO_IMAGES/$image.oci.tar" >"$NODE/import.log" 2>&1; then
       cat "$NODE/import.log" >&2

@@ -31,6 +31,7 @@ ATO_CONTAINERD_SOCKET="$ATO_NODE_DIR/run/containerd.sock"
 ATO_IMAGES="$ATO_CACHE/images"
 PAUSE_IMAGE="registry.k8s.io/pause:3.10.2"
 LOG_WRITER_IMAGE="localhost/ato-log-writer:1"
+KUBECTL_IMAGE="registry.k8s.io/kubectl:$KUBE_VERSION"
 
 export PATH="$ATO_BIN:$PATH"
 # Cargo's build output also stays outside the repository so a fresh clone reuses it.

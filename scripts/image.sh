@@ -157,6 +157,23 @@ build_log_writer() {
   import_if_node "$ATO_IMAGES/log-writer.oci.tar"
 }
 
+# The chart's `helm test` hook runs kubectl: the kubectl built here (static), under the name
+# the chart's default helmTest.image gives it.
+build_kubectl() {
+  local rootfs
+  [ -x "$ATO_BIN/kubectl" ] || die "$ATO_BIN/kubectl is missing: run scripts/tools.sh kube"
+  ! ldd "$ATO_BIN/kubectl" >/dev/null 2>&1 || die "$ATO_BIN/kubectl is dynamically linked; the image needs a static one"
+  new_rootfs
+  rootfs=$WORK/rootfs
+  mkdir -p "$rootfs/bin"
+  cp "$ATO_BIN/kubectl" "$rootfs/bin/kubectl"
+  nonroot_user "$rootfs"
+  oci_archive "$rootfs" "$KUBECTL_IMAGE" \
+    '{"User":"65532:65532","Entrypoint":["/bin/kubectl"],"Env":["PATH=/bin","HOME=/tmp"],"WorkingDir":"/"}' \
+    "$ATO_IMAGES/kubectl.oci.tar"
+  import_if_node "$ATO_IMAGES/kubectl.oci.tar"
+}
+
 ctr_node() { "$ATO_BIN/ctr" --address "$ATO_CONTAINERD_SOCKET" --namespace k8s.io "$@"; }
 
 node_running() { [ -S "$ATO_CONTAINERD_SOCKET" ] && ctr_node version >/dev/null 2>&1; }
@@ -185,6 +202,7 @@ case $cmd in
   operator) build_operator "$@" ;;
   pause) build_pause ;;
   log-writer) build_log_writer ;;
+  kubectl) build_kubectl ;;
   import) [ $# -ge 1 ] || die "usage: $0 import FILE..."; import_archives "$@" ;;
-  *) die "usage: $0 operator [--archive FILE] | pause | log-writer | import FILE..." ;;
+  *) die "usage: $0 operator [--archive FILE] | pause | log-writer | kubectl | import FILE..." ;;
 esac

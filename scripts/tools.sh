@@ -4,7 +4,7 @@
 # alertmanager and amtool; ripgrep with cargo (an anchor of scripts/bench.sh); lua5.1 and
 # libfaketime from apt-get when missing; and for the real node (`node`): kubelet, containerd, ctr,
 # the runc shim, the CNI plugins, runc and socat from the package manager, and the pause and
-# log-writer images (scripts/image.sh).
+# log-writer images and a kubectl image for the chart's `helm test` hook (scripts/image.sh).
 # Idempotent: a tool whose stamp matches its pinned version is not rebuilt.
 #   scripts/tools.sh [etcd|kube|kwok|helm|promtool|alertmanager|ripgrep|lua|faketime|node ...]   (default: all)
 set -euo pipefail
@@ -194,9 +194,10 @@ build_node() {
   build_cni
   # Images are rebuilt only when their inputs change.
   local image input sum
-  for image in pause:images/pause.c log-writer:images/log-writer.sh; do
+  for image in pause:images/pause.c log-writer:images/log-writer.sh "kubectl:$ATO_BIN/.stamp-kubectl"; do
     input=${image#*:} image=${image%%:*}
-    sum=$(cat "$ATO_ROOT/scripts/image.sh" "$ATO_ROOT/$input" | sha256sum | cut -c1-16)
+    [ "${input#/}" != "$input" ] || input="$ATO_ROOT/$input"
+    sum=$(cat "$ATO_ROOT/scripts/image.sh" "$input" | sha256sum | cut -c1-16)
     [ "$(cat "$ATO_IMAGES/.stamp-$image" 2>/dev/null)" = "$sum" ] && [ -f "$ATO_IMAGES/$image.oci.tar" ] && continue
     "$ATO_ROOT/scripts/image.sh" "$image"
     echo "$sum" >"$ATO_IMAGES/.stamp-$image"

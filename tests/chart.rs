@@ -1498,8 +1498,9 @@ async fn the_chart_refuses_values_that_cannot_run() {
 
 /// The hook's kubectl commands, run here as the hook's ServiceAccount against the chart applied
 /// for real (namespaced, on the kwok nodes). A Pod of the simulated nodes runs nothing, so the
-/// hook Pod itself cannot run here, and the operator's pod has no real address for the Service
+/// hook Pod itself does not run here, and the operator's pod has no real address for the Service
 /// to reach: the last step (/readyz through the Service) is checked for permission only.
+/// `tests/real_node.rs` runs `helm test` for real on the real node.
 #[tokio::test]
 async fn the_helm_test_hook_checks_what_it_says_with_only_what_it_needs() {
     let ns = TestNs::new("chart-helm-test").await;

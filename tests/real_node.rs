@@ -352,6 +352,11 @@ async fn the_chart_on_a_real_node_remediates_and_hands_over() {
     }
     let (leader, _) = one_leader(&home, &fullname, &operators).await;
 
+    // ---- helm test: the chart's hook Pod runs for real on this node (kubectl image built here)
+    let tested = helm(&["test", &release.name, "-n", &home.name, "--timeout", "3m"]);
+    assert!(tested.contains("Phase:          Succeeded"), "{tested}");
+    println!("helm test: the hook Pod succeeded");
+
     // ---- a workload: one pod logs the network failure, its two siblings are healthy
     let cm = |name: &str, data: Value| -> ConfigMap {
         serde_json::from_value(json!({"metadata": {"name": name}, "data": data})).unwrap()
