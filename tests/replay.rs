@@ -471,3 +471,24 @@ fn runbook_file_and_explicit_id_are_honoured() {
         "{message}"
     );
 }
+
+#[test]
+fn container_needs_logs_that_name_their_container() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/replay/metering-network-one-pod");
+    let args = ReplayArgs {
+        logs: dir.clone(),
+        alert: dir.join("alert.yaml"),
+        runbook: None,
+        runbook_file: None,
+        container: Some("app".into()),
+        output: OutputFormat::Json,
+    };
+    let err = replay::run(&args, &mut Vec::new()).expect_err("a <pod>.log names no container");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("--container app")
+            && message.contains("armada-cluster-6d8f9c7b5-bad01.log holds no container name"),
+        "{message}"
+    );
+}

@@ -221,7 +221,14 @@ async fn forbidden_403_in_a_plain_text_record_is_an_auth_failure() {
     assert_eq!(pods[0]["matches"]["AuthFailure"], 1, "{pods:?}");
     let intermittency = &s["evidence"]["intermittency"];
     assert_eq!(intermittency["failures"], 1);
-    assert_eq!(intermittency["intermittent"], true);
+    // One failure between successes: metering succeeded before and after it, never between
+    // two failures, so it is not intermittent (issue 15 changed this from true).
+    assert_eq!(intermittency["intermittent"], false, "{intermittency:#}");
+    assert!(
+        ts_of(&intermittency["lastSuccessBefore"]) < ts_of(&intermittency["firstFailure"])
+            && ts_of(&intermittency["firstSuccessAfter"]) > ts_of(&intermittency["lastFailure"]),
+        "{intermittency:#}"
+    );
 }
 
 #[tokio::test]

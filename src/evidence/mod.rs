@@ -200,7 +200,7 @@ async fn gather_pod(
     let facts = PodFacts::from_pod(&pod);
     let pod_events = events.get(&facts.uid).cloned().unwrap_or_default();
     let outcome = read_pod_logs(api, &pod, plan, runbook, false).await;
-    let restart = (outcome.previous_read).then(|| Restart {
+    let restart = outcome.previous_read.then_some(Restart {
         at: facts.restarted_at,
         previous_failures: outcome.previous_failures,
         current_until: outcome.current_until,
