@@ -423,10 +423,11 @@ pub struct Intermittency {
     /// The first success after the last failure, when the logs show it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_success_after: Option<Time>,
-    /// Pods that logged a success between the first and the last failure.
+    /// Pods that logged a success between the first and the last failure (at most 20).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub succeeding_pods: Vec<String>,
-    /// The same questions for each failing pod, about its own failures.
+    /// The same questions for each failing pod (at most 20, most failures first), about its
+    /// own failures.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodIntermittency>,
     /// True when at least one success came between the first and the last failure.

@@ -166,6 +166,11 @@ impl SuccessTimes {
     }
 }
 
+/// Pods listed by name in status (succeeding pods, per-pod answers); the rest are counted.
+const MAX_LISTED: usize = 20;
+/// Pods named in the phrase before the rest are counted.
+const MAX_NAMED: usize = 5;
+
 /// Successes counted in a period: at least `n`, and exactly `n` when `exact`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Count {
@@ -224,7 +229,7 @@ pub(super) fn assess(
             succeeding.push(p.name.clone());
         }
         let failures = p.findings.failures();
-        if failures > 0 {
+        if failures > 0 && per_pod.len() < MAX_LISTED {
             let own = p.findings.first_failure.zip(p.findings.last_failure);
             let n = within(p, own).n;
             per_pod.push(PodIntermittency {
@@ -258,7 +263,7 @@ pub(super) fn assess(
             "{work} keeps succeeding between failures: {}{} successes between the first failure at {first} and the last at {last}, in {}",
             if between.exact { "" } else { "at least " },
             between.n,
-            succeeding.join(", ")
+            named(&succeeding)
         )
     } else {
         match (last_before, first_after) {
@@ -280,6 +285,7 @@ pub(super) fn assess(
             }
         }
     };
+    succeeding.truncate(MAX_LISTED);
     let intermittency = Intermittency {
         failures: total.failures(),
         first_failure: total.first_failure.map(Time),
@@ -293,6 +299,14 @@ pub(super) fn assess(
         intermittent,
     };
     (intermittency, phrase)
+}
+
+fn named(pods: &[String]) -> String {
+    let mut text = pods[..pods.len().min(MAX_NAMED)].join(", ");
+    if pods.len() > MAX_NAMED {
+        text.push_str(&format!(" and {} more pods", pods.len() - MAX_NAMED));
+    }
+    text
 }
 
 #[cfg(test)]
