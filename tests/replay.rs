@@ -122,6 +122,17 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A JSON object of counts, e.g. matches per category.
+fn counts(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn contains_all(scenario: &str, what: &str, haystack: &[String], needles: &[String]) {
     for needle in needles {
         assert!(
@@ -321,15 +332,11 @@ fn check(dir: &Path) {
         assert_eq!(&got, want, "{s}: window");
     }
     if let Some(want) = &expect.matches {
-        let got: BTreeMap<String, u64> = report["matches"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert_eq!(&got, want, "{s}: matches across pods");
+        assert_eq!(
+            &counts(&report["matches"]),
+            want,
+            "{s}: matches across pods"
+        );
     }
 
     let pods: BTreeMap<String, &Value> = report["pods"]
@@ -341,17 +348,7 @@ fn check(dir: &Path) {
     if let Some(want) = &expect.pod_matches {
         let got: BTreeMap<String, BTreeMap<String, u64>> = pods
             .iter()
-            .map(|(name, p)| {
-                let matches = p["matches"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (name.clone(), matches)
-            })
+            .map(|(name, p)| (name.clone(), counts(&p["matches"])))
             .collect();
         assert_eq!(&got, want, "{s}: per-pod matches");
     }

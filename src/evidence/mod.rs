@@ -451,12 +451,8 @@ async fn read_newest(
             timestamps,
             ..base.clone()
         };
-        let mut scanner = new_scanner();
-        let mut window = WindowCut::new(None, plan.until);
-        let read = stream_into(api, stream.pod, &params, limit, &mut scanner, &mut window).await?;
-        let reached_end = window.ended();
-        window.finish(&mut scanner);
-        let findings = scanner.finish();
+        let (findings, read, reached_end) =
+            read_once(api, stream.pod, &params, limit, plan.until, new_scanner()).await?;
         let newer_unread = (read >= limit && !reached_end)
             .then_some(findings.last_line)
             .flatten();
@@ -477,11 +473,8 @@ async fn read_newest(
             timestamps,
             ..base.clone()
         };
-        let mut scanner = new_scanner();
-        let mut window = WindowCut::new(None, plan.until);
-        let read = stream_into(api, stream.pod, &params, limit, &mut scanner, &mut window).await?;
-        window.finish(&mut scanner);
-        let findings = scanner.finish();
+        let (findings, read, _) =
+            read_once(api, stream.pod, &params, limit, plan.until, new_scanner()).await?;
         let cut = read >= limit;
         if cut && attempts < MAX_READ_ATTEMPTS && findings.lines > 1 {
             // The cut fell before the newest lines: ask for fewer than were read.
@@ -540,6 +533,23 @@ async fn probe(api: &Api<Pod>, pod: &str, base: &LogParams) -> Result<Probe, kub
             .all(|l| leading_time(l).is_some()),
         whole_window: lines_read < PROBE_LINES && (buf.len() as u64) < PROBE_BYTES,
     })
+}
+
+/// One read of a log through `scanner`, up to the window's end: the findings, the bytes read
+/// and whether a line past the end was reached.
+async fn read_once(
+    api: &Api<Pod>,
+    pod: &str,
+    params: &LogParams,
+    limit: u64,
+    until: Option<Timestamp>,
+    mut scanner: LogScanner<'_>,
+) -> Result<(StreamFindings, u64, bool), kube::Error> {
+    let mut window = WindowCut::new(None, until);
+    let read = stream_into(api, pod, params, limit, &mut scanner, &mut window).await?;
+    let ended = window.ended();
+    window.finish(&mut scanner);
+    Ok((scanner.finish(), read, ended))
 }
 
 /// Reads at most `limit` bytes of one log stream into the scanner, chunk by chunk, through
