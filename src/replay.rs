@@ -3,12 +3,19 @@
 //!
 //! Folder layout (files other than these are ignored):
 //! - `<pod>.log` or `<pod>/<container>.log`: a target pod's logs (containers are merged);
-//! - `pods.yaml` (optional): `<pod>: {ready: false}`; pods are Ready unless it says otherwise,
-//!   and a pod listed here without logs is a pod whose logs were empty;
+//! - `<pod>/<container>.previous.log` (optional): the log of the container that ran before a
+//!   restart, as `kubectl logs --previous` shows it;
+//! - `pods.yaml` (optional): `<pod>: {ready: false, restartedAt: <time>}`; pods are Ready
+//!   unless it says otherwise, a restarted container started at its log's first line unless it
+//!   says when, and a pod listed here without logs is a pod whose logs were empty;
 //! - `env-info.yaml` (optional): the environment's info ConfigMap data (`KEY: value`);
 //! - `related/<service>/<pod>.log` (optional): pods of other services the runbook names.
+//!
+//! The window is the one a triage reads once the alert's window has ended: with
+//! `startsAt` in the alert, lines before `startsAt` minus 5 minutes and after `startsAt` plus
+//! the window (the manifest's `spec.window` or the runbook's) are left out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,15 +23,20 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use jiff::{SignedDuration, Timestamp};
+
 use crate::controller::phase;
 use crate::crd::{Alert, AlertTriageSpec, Phase};
 use crate::runbook::{
-    AssessInput, Catalog, CompiledRunbook, EnvInfo, LogScanner, PodInput, RelatedInput,
-    StreamFindings, Verdict,
+    AssessInput, Catalog, CompiledRunbook, Containers, EnvInfo, LogScanner, PodInput, RelatedInput,
+    Restart, StreamFindings, Verdict, WindowCut,
 };
 
 const CHUNK: usize = 64 * 1024;
 const RELATED_DIR: &str = "related";
+const PREVIOUS: &str = ".previous.log";
+/// How far before `startsAt` the window reaches, as in the controller.
+const BEFORE_ALERT: SignedDuration = SignedDuration::from_mins(5);
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -49,6 +61,10 @@ pub struct ReplayArgs {
     /// Use the runbooks in this YAML file (one or more documents) instead of the built-in ones.
     #[arg(long, env = "REPLAY_RUNBOOK_FILE")]
     pub runbook_file: Option<PathBuf>,
+    /// Read only this container's logs (`<pod>/<NAME>.log` and its `.previous.log`), as
+    /// `spec.target.container` does in the cluster.
+    #[arg(long, env = "REPLAY_CONTAINER")]
+    pub container: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t, env = "REPLAY_OUTPUT")]
     pub output: OutputFormat,
@@ -60,6 +76,11 @@ pub struct ReplayArgs {
 struct Report<'a> {
     runbook: &'a str,
     alert: &'a str,
+    window: Window,
+    /// Failure records per category across all pods.
+    matches: BTreeMap<&'static str, u64>,
+    containers_read: &'a BTreeSet<String>,
+    containers_skipped: &'a BTreeSet<String>,
     pods: Vec<PodReport<'a>>,
     related: Vec<RelatedReport<'a>>,
     verdict: VerdictReport<'a>,
@@ -73,12 +94,22 @@ struct VerdictReport<'a> {
     verdict: &'a Verdict,
 }
 
+/// The lines read: all of them without `startsAt`.
+#[derive(Serialize, Clone, Copy)]
+struct Window {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<Timestamp>,
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PodReport<'a> {
     name: &'a str,
     ready: bool,
     failures: u64,
+    previous_container_failures: u64,
     #[serde(flatten)]
     findings: &'a StreamFindings,
 }
@@ -96,6 +127,8 @@ struct RelatedReport<'a> {
 struct PodMeta {
     #[serde(default = "ready_by_default")]
     ready: bool,
+    #[serde(default)]
+    restarted_at: Option<Timestamp>,
 }
 
 fn ready_by_default() -> bool {
@@ -103,7 +136,7 @@ fn ready_by_default() -> bool {
 }
 
 pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let (alert, manifest_runbook) = read_alert(&args.alert)?;
+    let (alert, manifest_runbook, manifest_window) = read_alert(&args.alert)?;
     let file_catalog = match &args.runbook_file {
         Some(path) => {
             let text =
@@ -119,20 +152,42 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let requested = args.runbook.as_deref().or(manifest_runbook.as_deref());
     let runbook = catalog.select(requested, &alert)?;
     let compiled = runbook.compile(&alert)?;
+    let length = match &manifest_window {
+        Some(w) => crate::duration::parse(w)
+            .map_err(|e| anyhow::anyhow!("{}: spec.window: {e}", args.alert.display()))?,
+        None => runbook.default_window(),
+    };
+    let length = SignedDuration::try_from(length)?;
+    let start = alert.starts_at.as_ref().map(|t| t.0);
+    let window = Window {
+        since: start.and_then(|s| s.checked_sub(BEFORE_ALERT).ok()),
+        until: start.and_then(|s| s.checked_add(length).ok()),
+    };
 
-    let pods = read_pods(&args.logs, &compiled)?;
-    let related = read_related(&args.logs.join(RELATED_DIR), &compiled)?;
+    let (pods, containers) = read_pods(&args.logs, &compiled, window, args.container.as_deref())?;
+    let related = read_related(&args.logs.join(RELATED_DIR), &compiled, window)?;
     let env_info = read_env_info(&args.logs, &compiled)?;
     let input = AssessInput {
         alert,
         pods,
         related,
         env_info,
+        containers,
     };
+    let mut matches = BTreeMap::new();
+    for p in &input.pods {
+        for (c, n) in &p.findings.matches {
+            *matches.entry(c.as_str()).or_default() += n;
+        }
+    }
     let verdict = compiled.assess(&input);
     let report = Report {
         runbook: runbook.id(),
         alert: &input.alert.name,
+        window,
+        matches,
+        containers_read: &input.containers.read,
+        containers_skipped: &input.containers.skipped,
         pods: input
             .pods
             .iter()
@@ -140,6 +195,7 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 name: &p.name,
                 ready: p.ready,
                 failures: p.findings.failures(),
+                previous_container_failures: p.restart.as_ref().map_or(0, |r| r.previous_failures),
                 findings: &p.findings,
             })
             .collect(),
@@ -167,8 +223,9 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The alert, and the runbook a manifest names, from either an Alert or an AlertTriage.
-fn read_alert(path: &Path) -> anyhow::Result<(Alert, Option<String>)> {
+/// The alert, and the runbook and window a manifest names, from either an Alert or an
+/// AlertTriage.
+fn read_alert(path: &Path) -> anyhow::Result<(Alert, Option<String>, Option<String>)> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let doc: serde_yaml::Value =
         serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
@@ -176,7 +233,7 @@ fn read_alert(path: &Path) -> anyhow::Result<(Alert, Option<String>)> {
         Some(spec) => {
             let spec: AlertTriageSpec = serde_yaml::from_value(spec.clone())
                 .with_context(|| format!("{}: spec is not an AlertTriage spec", path.display()))?;
-            Ok((spec.alert, spec.runbook))
+            Ok((spec.alert, spec.runbook, spec.window))
         }
         None => {
             let alert = serde_yaml::from_value(doc).with_context(|| {
@@ -185,12 +242,17 @@ fn read_alert(path: &Path) -> anyhow::Result<(Alert, Option<String>)> {
                     path.display()
                 )
             })?;
-            Ok((alert, None))
+            Ok((alert, None, None))
         }
     }
 }
 
-fn read_pods(folder: &Path, compiled: &CompiledRunbook) -> anyhow::Result<Vec<PodInput>> {
+fn read_pods(
+    folder: &Path,
+    compiled: &CompiledRunbook,
+    window: Window,
+    container: Option<&str>,
+) -> anyhow::Result<(Vec<PodInput>, Containers)> {
     let meta_path = folder.join("pods.yaml");
     let meta: BTreeMap<String, PodMeta> = if meta_path.exists() {
         let text = fs::read_to_string(&meta_path)
@@ -199,10 +261,19 @@ fn read_pods(folder: &Path, compiled: &CompiledRunbook) -> anyhow::Result<Vec<Po
     } else {
         BTreeMap::new()
     };
+    let mut containers = Containers {
+        wanted: container.map(str::to_string),
+        ..Containers::default()
+    };
 
-    let mut findings: BTreeMap<String, StreamFindings> = meta
+    #[derive(Default)]
+    struct Read {
+        current: StreamFindings,
+        previous: Option<StreamFindings>,
+    }
+    let mut read: BTreeMap<String, Read> = meta
         .keys()
-        .map(|name| (name.clone(), StreamFindings::default()))
+        .map(|name| (name.clone(), Read::default()))
         .collect();
     for entry in sorted_entries(folder)? {
         let name = file_name(&entry);
@@ -210,26 +281,66 @@ fn read_pods(folder: &Path, compiled: &CompiledRunbook) -> anyhow::Result<Vec<Po
             if name == RELATED_DIR {
                 continue;
             }
+            let pod = read.entry(name.clone()).or_default();
             for file in sorted_entries(&entry)?.into_iter().filter(|p| is_log(p)) {
-                let scanned = scan_file(&file, compiled.scanner())?;
-                findings.entry(name.clone()).or_default().merge(scanned);
+                let file_name = file_name(&file);
+                let (c, previous) = match file_name.strip_suffix(PREVIOUS) {
+                    Some(c) => (c.to_string(), true),
+                    None => (log_stem(&file).unwrap_or_default(), false),
+                };
+                if container.is_some_and(|wanted| wanted != c) {
+                    containers.skipped.insert(c);
+                    continue;
+                }
+                containers.read.insert(c);
+                let scanned = scan_file(&file, compiled.scanner(), window)?;
+                if previous {
+                    pod.previous.get_or_insert_default().merge(scanned);
+                } else {
+                    pod.current.merge(scanned);
+                }
             }
         } else if let Some(pod) = log_stem(&entry) {
-            let scanned = scan_file(&entry, compiled.scanner())?;
-            findings.entry(pod).or_default().merge(scanned);
+            if let Some(wanted) = container {
+                bail!(
+                    "--container {wanted}: {} holds no container name; use {}/<container>.log",
+                    entry.display(),
+                    pod
+                );
+            }
+            let scanned = scan_file(&entry, compiled.scanner(), window)?;
+            read.entry(pod).or_default().current.merge(scanned);
         }
     }
-    Ok(findings
+    let pods = read
         .into_iter()
-        .map(|(name, findings)| PodInput {
-            ready: meta.get(&name).is_none_or(|m| m.ready),
-            name,
-            findings,
+        .map(|(name, Read { current, previous })| {
+            let meta = meta.get(&name);
+            let restart = previous.as_ref().map(|p| Restart {
+                at: meta.and_then(|m| m.restarted_at).or(current.first_line),
+                previous_failures: p.failures(),
+                current_until: current.last_line,
+            });
+            let mut findings = current;
+            if let Some(p) = previous {
+                findings.merge(p);
+            }
+            PodInput {
+                ready: meta.is_none_or(|m| m.ready),
+                name,
+                findings,
+                restart,
+            }
         })
-        .collect())
+        .collect();
+    Ok((pods, containers))
 }
 
-fn read_related(folder: &Path, compiled: &CompiledRunbook) -> anyhow::Result<Vec<RelatedInput>> {
+fn read_related(
+    folder: &Path,
+    compiled: &CompiledRunbook,
+    window: Window,
+) -> anyhow::Result<Vec<RelatedInput>> {
     if !folder.is_dir() {
         return Ok(Vec::new());
     }
@@ -247,7 +358,7 @@ fn read_related(folder: &Path, compiled: &CompiledRunbook) -> anyhow::Result<Vec
             input.pods += 1;
             input
                 .findings
-                .merge(scan_file(&file, compiled.related_scanner())?);
+                .merge(scan_file(&file, compiled.related_scanner(), window)?);
         }
         related.push(input);
     }
@@ -274,18 +385,25 @@ fn read_env_info(folder: &Path, compiled: &CompiledRunbook) -> anyhow::Result<En
     Ok(spec.read(&data, path.display().to_string()))
 }
 
-/// Streams the file through the scanner in fixed chunks, as the controller streams logs.
-fn scan_file(path: &Path, mut scanner: LogScanner<'_>) -> anyhow::Result<StreamFindings> {
+/// Streams the file's lines in the window through the scanner in fixed chunks, as the
+/// controller streams logs.
+fn scan_file(
+    path: &Path,
+    mut scanner: LogScanner<'_>,
+    window: Window,
+) -> anyhow::Result<StreamFindings> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut cut = WindowCut::new(window.since, window.until);
     let mut buf = vec![0; CHUNK];
     loop {
         let n = file
             .read(&mut buf)
             .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
+        if n == 0 || cut.ended() {
+            cut.finish(&mut scanner);
             return Ok(scanner.finish());
         }
-        scanner.push(&buf[..n]);
+        cut.push(&mut scanner, &buf[..n]);
     }
 }
 
@@ -343,6 +461,28 @@ fn write_table(out: &mut dyn Write, title: &str, report: &Report) -> std::io::Re
     for (key, value) in rows {
         writeln!(out, "{:<17} {value}", format!("{key}:"))?;
     }
+    let time = |t: Option<Timestamp>| t.map_or_else(|| "-".to_string(), |t| t.to_string());
+    writeln!(
+        out,
+        "{:<17} {} to {}",
+        "Window:",
+        time(report.window.since),
+        time(report.window.until)
+    )?;
+    if !report.containers_skipped.is_empty() || !report.containers_read.is_empty() {
+        let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
+        writeln!(
+            out,
+            "{:<17} read {}; skipped {}",
+            "Containers:",
+            list(report.containers_read),
+            if report.containers_skipped.is_empty() {
+                "none".to_string()
+            } else {
+                list(report.containers_skipped)
+            }
+        )?;
+    }
 
     let width = report
         .pods
@@ -393,10 +533,22 @@ fn write_table(out: &mut dyn Write, title: &str, report: &Report) -> std::io::Re
             .collect();
         writeln!(
             out,
-            "\nIntermittency: {} failures, intermittent={} ({})",
+            "\nIntermittency: {} failures, intermittent={} ({}); {} successes between the first and last failure{}; last success before {}, first after {}",
             i.failures,
             i.intermittent,
-            markers.join(", ")
+            markers.join(", "),
+            i.successes_between_failures,
+            if i.succeeding_pods.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", i.succeeding_pods.join(", "))
+            },
+            i.last_success_before
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |t| t.0.to_string()),
+            i.first_success_after
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |t| t.0.to_string()),
         )?;
     }
     if let Some(k) = &v.api_key_rotation {

@@ -59,6 +59,31 @@ struct Expect {
     /// Strings (planted secrets) that must appear nowhere in the JSON or table output.
     #[serde(default)]
     absent: Vec<String>,
+    /// Replayed with `--container`.
+    #[serde(default)]
+    container: Option<String>,
+    #[serde(default)]
+    recommendation_contains: Option<String>,
+    /// Failure records per category across all pods.
+    #[serde(default)]
+    matches: Option<BTreeMap<String, u64>>,
+    #[serde(default)]
+    successes_between_failures: Option<u64>,
+    #[serde(default)]
+    last_success_before: Option<String>,
+    #[serde(default)]
+    first_success_after: Option<String>,
+    #[serde(default)]
+    succeeding_pods: Option<Vec<String>>,
+    /// `since` and `until` of the window read.
+    #[serde(default)]
+    window: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    containers_read: Option<Vec<String>>,
+    #[serde(default)]
+    containers_skipped: Option<Vec<String>>,
+    #[serde(default)]
+    previous_container_failures: BTreeMap<String, u64>,
 }
 
 fn fixtures() -> Vec<PathBuf> {
@@ -72,12 +97,13 @@ fn fixtures() -> Vec<PathBuf> {
     dirs
 }
 
-fn replay(dir: &Path, output: OutputFormat) -> String {
+fn replay(dir: &Path, container: Option<&str>, output: OutputFormat) -> String {
     let args = ReplayArgs {
         logs: dir.to_path_buf(),
         alert: dir.join("alert.yaml"),
         runbook: None,
         runbook_file: None,
+        container: container.map(str::to_string),
         output,
     };
     let mut out = Vec::new();
@@ -91,6 +117,17 @@ fn strings(v: &Value) -> Vec<String> {
         .map(|a| {
             a.iter()
                 .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A JSON object of counts, e.g. matches per category.
+fn counts(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
                 .collect()
         })
         .unwrap_or_default()
@@ -111,8 +148,9 @@ fn check(dir: &Path) {
         &std::fs::read_to_string(dir.join("expect.yaml")).expect("expect.yaml"),
     )
     .unwrap_or_else(|e| panic!("{scenario}: expect.yaml: {e}"));
-    let json = replay(dir, OutputFormat::Json);
-    let table = replay(dir, OutputFormat::Table);
+    let container = expect.container.as_deref();
+    let json = replay(dir, container, OutputFormat::Json);
+    let table = replay(dir, container, OutputFormat::Table);
     let report: Value = serde_json::from_str(&json).expect("replay prints JSON");
     let v = &report["verdict"];
     let c = &v["classification"];
@@ -240,6 +278,67 @@ fn check(dir: &Path) {
         );
     }
 
+    if let Some(want) = &expect.recommendation_contains {
+        let reason = r["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(want.as_str()),
+            "{s}: recommendation reason {reason:?}"
+        );
+    }
+    let i = &v["intermittency"];
+    if let Some(want) = expect.successes_between_failures {
+        assert_eq!(
+            i["successesBetweenFailures"].as_u64().unwrap_or(0),
+            want,
+            "{s}: successesBetweenFailures\n{i:#}"
+        );
+    }
+    for (key, want) in [
+        ("lastSuccessBefore", &expect.last_success_before),
+        ("firstSuccessAfter", &expect.first_success_after),
+    ] {
+        if let Some(want) = want {
+            let got = i[key].as_str().unwrap_or("none");
+            assert_eq!(got, want, "{s}: {key}");
+        }
+    }
+    let names = |v: &Value| -> Vec<String> { strings(v) };
+    if let Some(want) = &expect.succeeding_pods {
+        assert_eq!(&names(&i["succeedingPods"]), want, "{s}: succeedingPods");
+    }
+    if let Some(want) = &expect.containers_read {
+        assert_eq!(
+            &names(&report["containersRead"]),
+            want,
+            "{s}: containersRead"
+        );
+    }
+    if let Some(want) = &expect.containers_skipped {
+        assert_eq!(
+            &names(&report["containersSkipped"]),
+            want,
+            "{s}: containersSkipped"
+        );
+    }
+    if let Some(want) = &expect.window {
+        let got: BTreeMap<String, String> = report["window"]
+            .as_object()
+            .map(|w| {
+                w.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(&got, want, "{s}: window");
+    }
+    if let Some(want) = &expect.matches {
+        assert_eq!(
+            &counts(&report["matches"]),
+            want,
+            "{s}: matches across pods"
+        );
+    }
+
     let pods: BTreeMap<String, &Value> = report["pods"]
         .as_array()
         .expect("pods")
@@ -249,19 +348,16 @@ fn check(dir: &Path) {
     if let Some(want) = &expect.pod_matches {
         let got: BTreeMap<String, BTreeMap<String, u64>> = pods
             .iter()
-            .map(|(name, p)| {
-                let matches = p["matches"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (name.clone(), matches)
-            })
+            .map(|(name, p)| (name.clone(), counts(&p["matches"])))
             .collect();
         assert_eq!(&got, want, "{s}: per-pod matches");
+    }
+    for (pod, n) in &expect.previous_container_failures {
+        assert_eq!(
+            pods[pod]["previousContainerFailures"].as_u64(),
+            Some(*n),
+            "{s}: previous container failures of {pod}"
+        );
     }
     for (pod, lines) in &expect.pod_lines {
         assert_eq!(
@@ -318,7 +414,7 @@ fn check(dir: &Path) {
 fn fixtures_replay_to_their_expected_verdicts() {
     let dirs = fixtures();
     assert!(
-        dirs.len() >= 14,
+        dirs.len() >= 20,
         "expected the full scenario set, found {}",
         dirs.len()
     );
@@ -347,6 +443,7 @@ fn runbook_file_and_explicit_id_are_honoured() {
         alert: dir.join("alert.yaml"),
         runbook: Some("metering-draft".into()),
         runbook_file: Some(file.path().to_path_buf()),
+        container: None,
         output: OutputFormat::Json,
     };
     let mut out = Vec::new();
@@ -368,6 +465,27 @@ fn runbook_file_and_explicit_id_are_honoured() {
     assert!(
         message.contains("metering-token-exchange")
             && message.contains("orchestrator-callback-errors"),
+        "{message}"
+    );
+}
+
+#[test]
+fn container_needs_logs_that_name_their_container() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/replay/metering-network-one-pod");
+    let args = ReplayArgs {
+        logs: dir.clone(),
+        alert: dir.join("alert.yaml"),
+        runbook: None,
+        runbook_file: None,
+        container: Some("app".into()),
+        output: OutputFormat::Json,
+    };
+    let err = replay::run(&args, &mut Vec::new()).expect_err("a <pod>.log names no container");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("--container app")
+            && message.contains("armada-cluster-6d8f9c7b5-bad01.log holds no container name"),
         "{message}"
     );
 }

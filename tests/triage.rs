@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::operator::{Operator, create_triage, events_with, give_app_logs, wait_for_phase};
-use common::{TestNs, Workload};
+use common::{PodLog, TestNs, Workload};
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
@@ -220,7 +221,14 @@ async fn forbidden_403_in_a_plain_text_record_is_an_auth_failure() {
     assert_eq!(pods[0]["matches"]["AuthFailure"], 1, "{pods:?}");
     let intermittency = &s["evidence"]["intermittency"];
     assert_eq!(intermittency["failures"], 1);
-    assert_eq!(intermittency["intermittent"], true);
+    // One failure between successes: metering succeeded before and after it, never between
+    // two failures, so it is not intermittent (issue 15 changed this from true).
+    assert_eq!(intermittency["intermittent"], false, "{intermittency:#}");
+    assert!(
+        ts_of(&intermittency["lastSuccessBefore"]) < ts_of(&intermittency["firstFailure"])
+            && ts_of(&intermittency["firstSuccessAfter"]) > ts_of(&intermittency["lastFailure"]),
+        "{intermittency:#}"
+    );
 }
 
 #[tokio::test]
@@ -650,4 +658,289 @@ async fn kubectl_wait_tells_a_final_verdict_from_a_stalled_triage() {
     assert!(stuck.status.success(), "{}", common::show(&stuck));
     let never = wait("nope", "Ready", "3s");
     assert!(!never.status.success(), "a stalled triage reported Ready");
+}
+
+// ------------------------------------------------------------------------------------------------
+// Verdicts that say exactly what the evidence shows (issue 15) and mixed evidence (issue 9).
+
+fn ago(minutes: i64) -> Timestamp {
+    Timestamp::now() - SignedDuration::from_mins(minutes)
+}
+
+/// One timed log: each line at its own time.
+fn timed(lines: Vec<(Timestamp, String)>) -> PodLog {
+    PodLog::timed(lines)
+}
+
+fn at_each(times: impl Iterator<Item = Timestamp>, lines: Vec<String>) -> Vec<(Timestamp, String)> {
+    times
+        .flat_map(|t| lines.iter().map(move |l| (t, l.clone())))
+        .collect()
+}
+
+fn ts_of(v: &Value) -> Timestamp {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metering_that_stopped_is_not_called_intermittent() {
+    let ns = TestNs::new("stopped").await;
+    let _op = Operator::start(&ns, &[]);
+    let pods = ns.deploy(&Workload::new("armada-cluster", 2), DEPLOY).await;
+    // Metering every minute for 30 minutes, then every attempt rate limited for 19 minutes.
+    let mut lines = at_each(
+        (20..50).rev().map(ago),
+        vec!["Worker metering started".to_string()],
+    );
+    lines.extend(at_each(
+        (1..20).rev().map(ago),
+        metering_failure(429, "ApiKey based rate limit for calls to /token"),
+    ));
+    for p in &pods {
+        ns.attach_logs(
+            p.metadata.name.as_deref().unwrap(),
+            "app",
+            &timed(lines.clone()),
+            None,
+        )
+        .await;
+    }
+    create_triage(&ns, metering_triage("stop", "armada-cluster")).await;
+
+    let t = wait_for_phase(&ns, "stop", &["Escalated"], VERDICT).await;
+    let i = &t["status"]["evidence"]["intermittency"];
+    assert_eq!(i["intermittent"], false, "{i:#}");
+    assert!(i["successesBetweenFailures"].is_null(), "{i:#}");
+    assert!(i["succeedingPods"].is_null(), "{i:#}");
+    let stopped = ts_of(&i["lastSuccessBefore"]);
+    assert!(stopped < ts_of(&i["firstFailure"]), "{i:#}");
+    assert!(i["firstSuccessAfter"].is_null(), "{i:#}");
+    assert_eq!(i["pods"].as_array().unwrap().len(), 2, "{i:#}");
+    let steps = t["status"]["recommendation"]["nextSteps"].to_string();
+    assert!(
+        steps.contains(&format!(
+            "metering stopped at {} and has not succeeded since",
+            stopped.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )),
+        "{steps}"
+    );
+    assert!(!steps.contains("intermittent"), "{steps}");
+}
+
+#[tokio::test]
+async fn an_old_alert_is_judged_on_its_own_window_and_a_fresh_one_up_to_now() {
+    let ns = TestNs::new("window").await;
+    let _op = Operator::start(&ns, &[]);
+    let pods = ns.deploy(&Workload::new("armada-cluster", 1), DEPLOY).await;
+    let started = ago(180);
+    // Auth failures in the hour after the old alert started; rate limiting in the last 30
+    // minutes, long after that hour.
+    let mut lines = at_each(
+        [10, 20, 30]
+            .into_iter()
+            .map(|m| started + SignedDuration::from_mins(m)),
+        metering_failure(401, "Provided API key could not be found"),
+    );
+    lines.extend(at_each(
+        (1..30).rev().map(ago),
+        metering_failure(429, "ApiKey based rate limit for calls to /token"),
+    ));
+    ns.attach_logs(
+        pods[0].metadata.name.as_deref().unwrap(),
+        "app",
+        &timed(lines),
+        None,
+    )
+    .await;
+    let with_start = |name: &str, start: Timestamp| {
+        let mut m = metering_triage(name, "armada-cluster");
+        m["spec"]["alert"]["startsAt"] = start.strftime("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+        m
+    };
+    let created = Timestamp::now();
+    create_triage(&ns, with_start("old", started)).await;
+    create_triage(&ns, with_start("fresh", ago(10))).await;
+
+    let old = wait_for_phase(&ns, "old", &["ApiKeyRotationRequired"], VERDICT).await;
+    let e = &old["status"]["evidence"];
+    let start = ts_of(&old["spec"]["alert"]["startsAt"]);
+    assert_eq!(
+        ts_of(&e["since"]),
+        start - SignedDuration::from_mins(5),
+        "{e:#}"
+    );
+    assert_eq!(
+        ts_of(&e["until"]),
+        start + SignedDuration::from_hours(1),
+        "{e:#}"
+    );
+    assert_eq!(e["window"], "1h");
+    assert_eq!(e["matches"], json!({"AuthFailure": 3}), "{e:#}");
+    assert_eq!(old["status"]["classification"]["category"], "AuthFailure");
+
+    let fresh = wait_for_phase(&ns, "fresh", &["Escalated"], VERDICT).await;
+    let e = &fresh["status"]["evidence"];
+    assert_eq!(fresh["status"]["classification"]["category"], "RateLimited");
+    let until = ts_of(&e["until"]);
+    assert!(until >= created - SignedDuration::from_secs(1), "{e:#}");
+    assert_eq!(
+        ts_of(&e["since"]),
+        until - SignedDuration::from_hours(1),
+        "{e:#}"
+    );
+    assert_eq!(e["matches"], json!({"RateLimited": 29}), "{e:#}");
+}
+
+#[tokio::test]
+async fn failures_only_before_a_restart_name_the_restart_and_propose_no_deletion() {
+    let ns = TestNs::new("restarted").await;
+    let _op = Operator::start(&ns, &[]);
+    let pods = ns.deploy(&Workload::new("armada-cluster", 2), DEPLOY).await;
+    let names = pod_names(&pods);
+    let restarted_at = ago(15);
+    ns.patch_pod_status(
+        &names[0],
+        json!({"containerStatuses": [{
+            "name": "app", "image": "registry.invalid/ato/app:fake", "imageID": "", "ready": true,
+            "restartCount": 1,
+            "state": {"running": {"startedAt": restarted_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                "finishedAt": restarted_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}},
+        }]}),
+    )
+    .await;
+    // The current container has logged clean for 15 minutes; the one before it failed.
+    let current = PodLog::lines(repeat(vec!["reconciling worker".to_string()], 16))
+        .spread_over(Duration::from_secs(15 * 60));
+    let previous = PodLog::lines(repeat(network_failure(), 5));
+    ns.attach_logs(&names[0], "app", &current, Some(&previous))
+        .await;
+    ns.attach_logs(&names[1], "app", &PodLog::lines(healthy()), None)
+        .await;
+    create_triage(&ns, metering_triage("rst", "armada-cluster")).await;
+
+    let t = wait_for_phase(&ns, "rst", &["NoAction"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "NetworkFailure");
+    assert_eq!(s["classification"]["scope"], "SinglePod");
+    assert_eq!(s["recommendation"]["action"], "None");
+    assert!(s["proposal"].is_null(), "{s:#}");
+    let said = format!(
+        "the failures of pod {} are all in the container that ran before the restart at {}; the current container has been clean for",
+        names[0],
+        restarted_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    );
+    for reason in [
+        &s["classification"]["reason"],
+        &s["recommendation"]["reason"],
+    ] {
+        assert!(reason.as_str().unwrap().contains(&said), "{reason}");
+    }
+    let pod = s["evidence"]["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == names[0].as_str())
+        .unwrap();
+    assert_eq!(pod["previousContainerMatches"], 5, "{pod:#}");
+    assert!(pod["restartedAt"].is_string(), "{pod:#}");
+    // Nothing was removed.
+    let now: Vec<String> = ns
+        .pods()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.metadata.uid.clone().unwrap())
+        .collect();
+    for p in &pods {
+        assert!(now.contains(p.metadata.uid.as_ref().unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn a_named_container_limits_the_read_and_the_evidence_says_which() {
+    let ns = TestNs::new("container").await;
+    let _op = Operator::start(&ns, &[]);
+    let pods = ns
+        .deploy(
+            &Workload::new("armada-cluster", 1).containers(&["app", "sidecar"]),
+            DEPLOY,
+        )
+        .await;
+    let name = pods[0].metadata.name.clone().unwrap();
+    ns.attach_logs(&name, "app", &PodLog::lines(healthy()), None)
+        .await;
+    ns.attach_logs(
+        &name,
+        "sidecar",
+        &PodLog::lines(repeat(network_failure(), 3)),
+        None,
+    )
+    .await;
+    let mut m = metering_triage("named", "armada-cluster");
+    m["spec"]["target"]["container"] = "app".into();
+    create_triage(&ns, m).await;
+
+    let t = wait_for_phase(&ns, "named", &["NoAction"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "NoEvidence");
+    assert_eq!(s["evidence"]["containersRead"], json!(["app"]));
+    assert_eq!(s["evidence"]["containersSkipped"], json!(["sidecar"]));
+    let reason = s["classification"]["reason"].as_str().unwrap();
+    assert!(
+        reason
+            .ends_with("Read container app only, as spec.target.container says; skipped sidecar."),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn mixed_evidence_keeps_every_count_and_the_runbooks_order_decides() {
+    let ns = TestNs::new("mixed").await;
+    let _op = Operator::start(&ns, &[]);
+    let rate = || metering_failure(429, "ApiKey based rate limit for calls to /token");
+    let mut first = rate();
+    first.extend(metering_failure(401, "Provided API key could not be found"));
+    let mut second = network_failure();
+    second.extend(rate());
+    let pods =
+        workload_with_logs(&ns, Workload::new("armada-cluster", 2), vec![first, second]).await;
+    create_triage(&ns, metering_triage("mix", "armada-cluster")).await;
+
+    let t = wait_for_phase(&ns, "mix", &["ApiKeyRotationRequired"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "AuthFailure");
+    assert_eq!(
+        s["evidence"]["matches"],
+        json!({"AuthFailure": 1, "RateLimited": 2, "NetworkFailure": 1})
+    );
+    let per_pod: Vec<Value> = pod_names(&pods)
+        .iter()
+        .map(|n| {
+            s["evidence"]["pods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == n.as_str())
+                .unwrap()["matches"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(
+        per_pod,
+        [
+            json!({"AuthFailure": 1, "RateLimited": 1}),
+            json!({"NetworkFailure": 1, "RateLimited": 1})
+        ]
+    );
+    let reason = s["classification"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("mixed evidence: also 2 RateLimited, 1 NetworkFailure, which the runbook ranks below AuthFailure"),
+        "{reason}"
+    );
 }

@@ -13,7 +13,7 @@ use crate::runbook::{CompiledRunbook, Runbook};
 
 /// How far before `alert.startsAt` the window reaches, so the lines that fired the alert are in.
 const BEFORE_ALERT: SignedDuration = SignedDuration::from_mins(5);
-/// The longest window the API accepts; `startsAt` never stretches the window past it.
+/// The longest window the API accepts.
 const MAX_WINDOW: SignedDuration = SignedDuration::from_hours(24);
 
 /// Why a triage cannot apply a runbook at all; it waits for the spec to change.
@@ -34,9 +34,9 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// What to read for a window ending `now`.
+    /// What to read, for a triage made at `now`.
     pub fn plan(&self, obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Plan {
-        let since = window_start(
+        let (since, until) = window(
             now,
             self.window,
             obj.spec.alert.starts_at.as_ref().map(|t| t.0),
@@ -46,6 +46,7 @@ impl Resolved {
             selector: self.selector.clone(),
             container: obj.spec.target.container.clone(),
             since,
+            until: Some(until),
             log_byte_limit: ctx.config.log_byte_limit,
             concurrency: ctx.config.pod_concurrency,
             bytes_in_flight: ctx.bytes_in_flight.clone(),
@@ -119,22 +120,25 @@ pub fn resolve(obj: &AlertTriage, ctx: &Context) -> Result<Resolved, Unworkable>
     })
 }
 
-/// The window starts `window` before now, or a little before the alert started when that is
-/// earlier (but never more than 24h back), so an alert triaged late still sees its cause.
-fn window_start(now: Timestamp, window: Duration, starts_at: Option<Timestamp>) -> Timestamp {
-    let by_window = now - SignedDuration::try_from(window).unwrap_or(MAX_WINDOW);
-    let floor = now - MAX_WINDOW;
-    match starts_at {
-        Some(start) => {
-            let anchored = start - BEFORE_ALERT;
-            if anchored < by_window {
-                anchored.max(floor)
-            } else {
-                by_window
-            }
-        }
-        None => by_window,
-    }
+/// The window read: the alert's own window when `startsAt` is known, so a triage applied
+/// hours later neither blames failures that came after it nor misses the ones in it. It ends
+/// now, or `window` after the alert started when that is earlier, and starts `window` before
+/// its end, or 5 minutes before the alert started when that is earlier (the lines that fired
+/// the alert came just before it). At most `window` plus 5 minutes long.
+fn window(
+    now: Timestamp,
+    window: Duration,
+    starts_at: Option<Timestamp>,
+) -> (Timestamp, Timestamp) {
+    let length = SignedDuration::try_from(window).unwrap_or(MAX_WINDOW);
+    let until = starts_at
+        .and_then(|s| s.checked_add(length).ok())
+        .map_or(now, |end| end.min(now));
+    let by_window = until.checked_sub(length).unwrap_or(until);
+    let since = starts_at
+        .and_then(|s| s.checked_sub(BEFORE_ALERT).ok())
+        .map_or(by_window, |anchored| anchored.min(by_window));
+    (since, until)
 }
 
 #[cfg(test)]
@@ -142,27 +146,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn window_anchors_on_alert_start_within_a_day() {
+    fn the_window_is_the_alerts_own_for_an_old_alert_and_ends_now_for_a_fresh_one() {
         let now: Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
         let hour = Duration::from_secs(3600);
-        assert_eq!(
-            window_start(now, hour, None),
-            "2026-11-21T11:00:00Z".parse().unwrap()
-        );
-        let recent: Timestamp = "2026-11-21T11:30:00Z".parse().unwrap();
-        assert_eq!(
-            window_start(now, hour, Some(recent)),
-            "2026-11-21T11:00:00Z".parse().unwrap()
-        );
-        let early: Timestamp = "2026-11-21T08:00:00Z".parse().unwrap();
-        assert_eq!(
-            window_start(now, hour, Some(early)),
-            "2026-11-21T07:55:00Z".parse().unwrap()
-        );
-        let ancient: Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
-        assert_eq!(
-            window_start(now, hour, Some(ancient)),
-            "2026-11-20T12:00:00Z".parse().unwrap()
-        );
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        // (startsAt, since, until)
+        let cases = [
+            (None, "2026-11-21T11:00:00Z", "2026-11-21T12:00:00Z"),
+            // Fresh: the hour before now, which holds the alert's start and its cause.
+            (
+                Some("2026-11-21T11:50:00Z"),
+                "2026-11-21T11:00:00Z",
+                "2026-11-21T12:00:00Z",
+            ),
+            // Started 57 minutes ago: reaches 5 minutes before it.
+            (
+                Some("2026-11-21T11:03:00Z"),
+                "2026-11-21T10:58:00Z",
+                "2026-11-21T12:00:00Z",
+            ),
+            // Old: the alert's own hour, not the 12 hours since.
+            (
+                Some("2026-11-21T00:00:00Z"),
+                "2026-11-20T23:55:00Z",
+                "2026-11-21T01:00:00Z",
+            ),
+            // A start in the future (another clock): the hour before now.
+            (
+                Some("2026-11-21T13:00:00Z"),
+                "2026-11-21T11:00:00Z",
+                "2026-11-21T12:00:00Z",
+            ),
+        ];
+        for (starts_at, since, until) in cases {
+            assert_eq!(
+                window(now, hour, starts_at.map(t)),
+                (t(since), t(until)),
+                "{starts_at:?}"
+            );
+        }
+        // Odd times never panic.
+        let _ = window(Timestamp::MAX, hour, Some(Timestamp::MIN));
+        let _ = window(Timestamp::MIN, hour, Some(Timestamp::MAX));
     }
 }

@@ -1,6 +1,6 @@
 //! One generation of an AlertTriage, from alert to recorded verdict.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -91,10 +91,12 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
                 name: p.facts.name.clone(),
                 ready: p.facts.ready,
                 findings: p.findings.clone(),
+                restart: p.restart.clone(),
             })
             .collect(),
         related: Vec::new(),
         env_info,
+        containers: evidence::containers(&gathered.pods, plan.container.as_deref()),
     };
     let mut verdict = compiled.assess(&input);
     if Some(verdict.classification.category) == runbook.related_category()
@@ -117,9 +119,19 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
 
     let lines = gathered.pods.iter().map(|p| p.findings.lines).sum();
     let bytes = gathered.pods.iter().map(|p| p.findings.bytes).sum();
+    let mut matches: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &gathered.pods {
+        for (c, n) in &p.findings.matches {
+            *matches.entry(c.as_str().to_string()).or_default() += n;
+        }
+    }
     let evidence = Evidence {
         window: crate::duration::format(*window),
         since: Some(Time(plan.since)),
+        until: plan.until.map(Time),
+        matches,
+        containers_read: input.containers.read.iter().cloned().collect(),
+        containers_skipped: input.containers.skipped.iter().cloned().collect(),
         selector: format!("{namespace}: {}", selector.to_query()),
         lines_scanned: lines,
         bytes_scanned: bytes,

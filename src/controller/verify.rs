@@ -119,6 +119,7 @@ pub async fn verify(
             .creation_timestamp
             .as_ref()
             .map_or(evicted_at, |t| t.0),
+        until: None,
         log_byte_limit: ctx.config.log_byte_limit,
         concurrency: ctx.config.pod_concurrency,
         bytes_in_flight: ctx.bytes_in_flight.clone(),

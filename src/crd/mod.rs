@@ -72,9 +72,12 @@ pub struct AlertTriageSpec {
     #[serde(default)]
     pub target: Target,
 
-    /// How far back to read logs and Events, as a duration between 1m and 24h (e.g. `30m`,
-    /// `1h`, `1h30m`). Defaults to the runbook's window. The window ends now, or at
-    /// `alert.startsAt` plus the window when that is earlier.
+    /// How much log to read, as a duration between 1m and 24h (e.g. `30m`, `1h`, `1h30m`).
+    /// Defaults to the runbook's window. The window ends now, or at `alert.startsAt` plus the
+    /// window when that is earlier (an alert triaged late is judged by its own window, not by
+    /// what happened after it), and starts one window before its end, or 5 minutes before
+    /// `alert.startsAt` when that is earlier (so the lines that fired the alert are read).
+    /// `status.evidence.since` and `until` record exactly what was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 2, max = 16),
@@ -106,7 +109,7 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 
-    /// When the alert started firing; anchors the evidence window.
+    /// When the alert started firing; anchors the evidence window (see `window`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts_at: Option<Time>,
 }
@@ -128,7 +131,8 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<TargetSelector>,
 
-    /// Only read this container's logs; all containers otherwise.
+    /// Only read this container's logs (and its previous instance's); all containers
+    /// otherwise. `status.evidence` names the containers read and those skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub container: Option<String>,
@@ -295,9 +299,23 @@ pub struct Classification {
 pub struct Evidence {
     /// The window used, as a duration (e.g. `1h`).
     pub window: String,
-    /// Start of the window.
+    /// Start of the window: logs are read from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
+    /// End of the window: lines after it are not read (`alert.startsAt` plus the window, or
+    /// the time of the triage when that is earlier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Time>,
+    /// Failure records per category across all pods; when more than one category shows, the
+    /// verdict is the one the runbook ranks first and the reason names the others.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub matches: BTreeMap<String, u64>,
+    /// Containers whose logs were read (by name, across the pods).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers_read: Vec<String>,
+    /// Containers not read because `spec.target.container` names another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers_skipped: Vec<String>,
     /// Namespace and selector the pods were found by.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub selector: String,
@@ -326,6 +344,10 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
+}
+
 /// One pod's facts and what its logs showed.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -348,6 +370,12 @@ pub struct PodEvidence {
     /// Matching log lines per category.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matches: BTreeMap<String, u64>,
+    /// Of those, the ones in the logs of containers that ran before a restart (`--previous`).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub previous_container_matches: u64,
+    /// When the current containers of a restarted pod started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<Time>,
     /// A few matching lines, redacted and shortened.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<String>,
@@ -370,7 +398,8 @@ pub struct PodEvidence {
     pub log_error: Option<String>,
 }
 
-/// Whether the failures come and go.
+/// Whether the work keeps succeeding while it fails: successes between the first and the last
+/// failure, not merely somewhere in the window.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Intermittency {
@@ -383,7 +412,40 @@ pub struct Intermittency {
     /// Lines showing the work succeeding, per marker (e.g. `Worker metering started`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub success_markers: BTreeMap<String, u64>,
-    /// True when successes were seen alongside the failures.
+    /// Success lines between the first and the last failure, in any pod: at least this many.
+    /// Each log's own order places its successes among its own failures exactly; another
+    /// pod's successes are counted where their times prove them inside the period.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub successes_between_failures: u64,
+    /// The last success before the first failure, when the logs show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_before: Option<Time>,
+    /// The first success after the last failure, when the logs show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_success_after: Option<Time>,
+    /// Pods that logged a success between the first and the last failure (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub succeeding_pods: Vec<String>,
+    /// The same questions for each failing pod (at most 20, most failures first), about its
+    /// own failures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodIntermittency>,
+    /// True when at least one success came between the first and the last failure.
+    pub intermittent: bool,
+}
+
+/// One failing pod's successes around its own failures.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIntermittency {
+    pub name: String,
+    pub failures: u64,
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub successes_between_failures: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_before: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_success_after: Option<Time>,
     pub intermittent: bool,
 }
 

@@ -20,7 +20,9 @@ use tracing::{debug, instrument};
 
 use crate::crd::{PodEvidence, TargetSelector};
 use crate::redact::redact;
-use crate::runbook::{CompiledRunbook, LogScanner, StreamFindings, leading_time};
+use crate::runbook::{
+    CompiledRunbook, Containers, LogScanner, Restart, StreamFindings, WindowCut, leading_time,
+};
 
 pub use budget::LogBudget;
 pub use pods::{PodFacts, is_ready};
@@ -54,6 +56,8 @@ async fn next_bytes<R: AsyncBufRead + Unpin>(
         ))),
     }
 }
+/// A window that ended longer ago than this is read from its start (see [`Plan::until`]).
+const ENDED: jiff::SignedDuration = jiff::SignedDuration::from_mins(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -77,6 +81,9 @@ pub struct Plan {
     pub selector: TargetSelector,
     pub container: Option<String>,
     pub since: Timestamp,
+    /// End of the window: lines after it are not read. A window that ended a while ago is
+    /// read from its start, since the log's newest lines lie beyond it.
+    pub until: Option<Timestamp>,
     /// Most bytes read of one container's log in the window: its newest part.
     pub log_byte_limit: u64,
     pub concurrency: usize,
@@ -93,6 +100,11 @@ pub struct GatheredPod {
     pub log_errors: Vec<String>,
     /// The byte limit left older lines of the window unread.
     pub older_logs_unread: bool,
+    /// Set when previous containers' logs were read.
+    pub restart: Option<Restart>,
+    /// Containers read, and those left out by `spec.target.container`.
+    pub containers_read: Vec<String>,
+    pub containers_skipped: Vec<String>,
 }
 
 impl GatheredPod {
@@ -121,8 +133,23 @@ impl GatheredPod {
             logs_to: self.findings.last_line.map(Time),
             older_logs_unread: self.older_logs_unread,
             log_error: (!self.log_errors.is_empty()).then(|| self.log_errors.join("; ")),
+            previous_container_matches: self.restart.as_ref().map_or(0, |r| r.previous_failures),
+            restarted_at: self.restart.as_ref().and_then(|r| r.at).map(Time),
         }
     }
+}
+
+/// The containers read and skipped across pods, by name.
+pub fn containers(pods: &[GatheredPod], wanted: Option<&str>) -> Containers {
+    let mut c = Containers {
+        wanted: wanted.map(str::to_string),
+        ..Containers::default()
+    };
+    for p in pods {
+        c.read.extend(p.containers_read.iter().cloned());
+        c.skipped.extend(p.containers_skipped.iter().cloned());
+    }
+    c
 }
 
 #[derive(Debug, Default)]
@@ -191,12 +218,20 @@ async fn gather_pod(
     let facts = PodFacts::from_pod(&pod);
     let pod_events = events.get(&facts.uid).cloned().unwrap_or_default();
     let outcome = read_pod_logs(api, &pod, plan, runbook, false).await;
+    let restart = outcome.previous_read.then_some(Restart {
+        at: facts.restarted_at,
+        previous_failures: outcome.previous_failures,
+        current_until: outcome.current_until,
+    });
     let gathered = GatheredPod {
         findings: outcome.findings,
         facts,
         events: pod_events,
         log_errors: outcome.errors,
         older_logs_unread: outcome.older_unread,
+        restart,
+        containers_read: outcome.read,
+        containers_skipped: outcome.skipped,
     };
     (gathered, outcome.note)
 }
@@ -268,6 +303,11 @@ struct LogOutcome {
     errors: Vec<String>,
     note: Option<String>,
     older_unread: bool,
+    previous_read: bool,
+    previous_failures: u64,
+    current_until: Option<Timestamp>,
+    read: Vec<String>,
+    skipped: Vec<String>,
 }
 
 /// Reads each selected container's log (and the previous container's, after a restart)
@@ -295,6 +335,12 @@ async fn read_pod_logs(
         }
         None => containers.iter().collect(),
     };
+    outcome.read = selected.iter().map(|c| c.name.clone()).collect();
+    outcome.skipped = containers
+        .iter()
+        .filter(|c| !outcome.read.contains(&c.name))
+        .map(|c| c.name.clone())
+        .collect();
     for container in selected {
         let mut passes = vec![false];
         if container.restarts > 0 {
@@ -313,6 +359,20 @@ async fn read_pod_logs(
             };
             match read_newest(api, &stream, plan, runbook, related).await {
                 Ok(read) => {
+                    if previous {
+                        outcome.previous_read = true;
+                        outcome.previous_failures += read.findings.failures();
+                    } else {
+                        outcome.current_until = outcome.current_until.max(read.findings.last_line);
+                    }
+                    if let Some(until) = read.newer_unread {
+                        outcome.errors.push(format!(
+                            "{which}: the window holds more than the {} byte limit; read its oldest {} bytes, up to {until} (the window ended at {})",
+                            plan.log_byte_limit,
+                            read.findings.bytes,
+                            plan.until.map(|t| t.to_string()).unwrap_or_default()
+                        ));
+                    }
                     if read.older_unread {
                         outcome.older_unread = true;
                         outcome.errors.push(format!(
@@ -353,6 +413,8 @@ struct StreamRead {
     findings: StreamFindings,
     /// The window held lines older than those read.
     older_unread: bool,
+    /// A window read from its start held more than the byte limit: the time read up to.
+    newer_unread: Option<Timestamp>,
 }
 
 /// Reads the newest part of the window that fits the byte limit.
@@ -383,6 +445,7 @@ async fn read_newest(
         return Ok(StreamRead {
             findings: StreamFindings::default(),
             older_unread: false,
+            newer_unread: None,
         });
     }
     let timestamps = !probe.own_times;
@@ -392,6 +455,31 @@ async fn read_newest(
         } else {
             0
         };
+    let new_scanner = || {
+        if related {
+            runbook.related_scanner()
+        } else {
+            runbook.scanner()
+        }
+    };
+    if plan.until.is_some_and(|u| u + ENDED < Timestamp::now()) && !probe.whole_window {
+        // The newest lines lie beyond the window's end: read it from its start instead.
+        let params = LogParams {
+            limit_bytes: Some(limit.min(i64::MAX as u64) as i64),
+            timestamps,
+            ..base.clone()
+        };
+        let (findings, read, reached_end) =
+            read_once(api, stream.pod, &params, limit, plan.until, new_scanner()).await?;
+        let newer_unread = (read >= limit && !reached_end)
+            .then_some(findings.last_line)
+            .flatten();
+        return Ok(StreamRead {
+            findings,
+            older_unread: false,
+            newer_unread,
+        });
+    }
     let fits = |lines: u64| (lines * 9 / 10).max(1);
     let mut tail = (!probe.whole_window).then(|| fits(limit / per_line.max(1)));
     let mut attempts = 0;
@@ -403,13 +491,8 @@ async fn read_newest(
             timestamps,
             ..base.clone()
         };
-        let mut scanner = if related {
-            runbook.related_scanner()
-        } else {
-            runbook.scanner()
-        };
-        let read = stream_into(api, stream.pod, &params, limit, &mut scanner).await?;
-        let findings = scanner.finish();
+        let (findings, read, _) =
+            read_once(api, stream.pod, &params, limit, plan.until, new_scanner()).await?;
         let cut = read >= limit;
         if cut && attempts < MAX_READ_ATTEMPTS && findings.lines > 1 {
             // The cut fell before the newest lines: ask for fewer than were read.
@@ -420,6 +503,7 @@ async fn read_newest(
         return Ok(StreamRead {
             findings,
             older_unread,
+            newer_unread: None,
         });
     }
 }
@@ -473,13 +557,32 @@ async fn probe(api: &Api<Pod>, pod: &str, base: &LogParams) -> Result<Probe, kub
     })
 }
 
-/// Reads at most `limit` bytes of one log stream into the scanner, chunk by chunk.
+/// One read of a log through `scanner`, up to the window's end: the findings, the bytes read
+/// and whether a line past the end was reached.
+async fn read_once(
+    api: &Api<Pod>,
+    pod: &str,
+    params: &LogParams,
+    limit: u64,
+    until: Option<Timestamp>,
+    mut scanner: LogScanner<'_>,
+) -> Result<(StreamFindings, u64, bool), kube::Error> {
+    let mut window = WindowCut::new(None, until);
+    let read = stream_into(api, pod, params, limit, &mut scanner, &mut window).await?;
+    let ended = window.ended();
+    window.finish(&mut scanner);
+    Ok((scanner.finish(), read, ended))
+}
+
+/// Reads at most `limit` bytes of one log stream into the scanner, chunk by chunk, through
+/// the window's end; the read stops early at a line past it.
 async fn stream_into(
     api: &Api<Pod>,
     pod: &str,
     params: &LogParams,
     limit: u64,
     scanner: &mut LogScanner<'_>,
+    window: &mut WindowCut,
 ) -> Result<u64, kube::Error> {
     let stream = api.log_stream(pod, params).await?;
     let mut stream = std::pin::pin!(stream);
@@ -490,10 +593,10 @@ async fn stream_into(
             break;
         }
         let take = buf.len().min((limit - read) as usize);
-        scanner.push(&buf[..take]);
+        window.push(scanner, &buf[..take]);
         stream.as_mut().consume_unpin(take);
         read += take as u64;
-        if read >= limit {
+        if read >= limit || window.ended() {
             break;
         }
     }

@@ -1,5 +1,6 @@
 //! Plain facts read off a Pod object: what `kubectl get pod` and `describe` would show.
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use crate::redact::redact;
@@ -15,6 +16,8 @@ pub struct PodFacts {
     pub owner: Option<String>,
     pub waiting_reason: Option<String>,
     pub last_termination: Option<String>,
+    /// When the current instance of a restarted container started (the latest of them).
+    pub restarted_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +61,11 @@ impl PodFacts {
                 .map(|r| format!("{}/{}", r.kind, r.name)),
             waiting_reason,
             last_termination,
+            restarted_at: statuses
+                .iter()
+                .filter(|s| s.restart_count > 0)
+                .filter_map(|s| Some(s.state.as_ref()?.running.as_ref()?.started_at.as_ref()?.0))
+                .max(),
         }
     }
 }

@@ -382,7 +382,18 @@ pub fn why(t: &AlertTriage, now: Timestamp) -> String {
         if let Some(since) = &e.since {
             let _ = write!(out, " since {}", since.0);
         }
+        if let Some(until) = &e.until {
+            let _ = write!(out, " until {}", until.0);
+        }
         out.push('\n');
+        if !e.containers_skipped.is_empty() {
+            let _ = writeln!(
+                out,
+                "  containers read: {}; skipped: {}",
+                e.containers_read.join(", "),
+                e.containers_skipped.join(", ")
+            );
+        }
         for p in &e.pods {
             let mut facts = vec![
                 if p.phase.is_empty() {
@@ -431,6 +442,19 @@ pub fn why(t: &AlertTriage, now: Timestamp) -> String {
             );
             if !markers.is_empty() {
                 let _ = write!(out, "; successes: {}", markers.join(", "));
+            }
+            if !i.succeeding_pods.is_empty() {
+                let _ = write!(
+                    out,
+                    "; between failures in {}",
+                    i.succeeding_pods.join(", ")
+                );
+            }
+            if let Some(t) = &i.last_success_before {
+                let _ = write!(out, "; last success before {}", t.0);
+            }
+            if let Some(t) = &i.first_success_after {
+                let _ = write!(out, "; first after {}", t.0);
             }
             out.push('\n');
         }

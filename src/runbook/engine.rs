@@ -13,16 +13,15 @@
 //! with no failures, so a deletion never leaves the workload without a healthy pod.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::compile::CompiledRunbook;
 use super::model::{CategoryRule, EnvInfoSpec, Outcome, Runbook};
 use super::scan::{LogScanner, StreamFindings};
-use super::template;
+use super::{success, template};
 use crate::crd::{
     Action, Alert, ApiKeyRotation, Category, Classification, Intermittency, Notification,
     Recommendation, RelatedService, Scope,
@@ -30,13 +29,52 @@ use crate::crd::{
 
 /// Failing pods named in steps before the rest are summarised as a count.
 const MAX_NAMED_PODS: usize = 5;
+/// How long a restarted pod's current container must have logged without a failure before
+/// its restart counts as the remedy a deletion would have been.
+const RECOVERED_AFTER: SignedDuration = SignedDuration::from_mins(5);
 
 /// One target pod and what its containers' logs showed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodInput {
     pub name: String,
     pub ready: bool,
+    /// Every log read: the current containers' and, after a restart, the previous ones'.
     pub findings: StreamFindings,
+    /// Set when logs of containers that ran before a restart were read.
+    pub restart: Option<Restart>,
+}
+
+/// A pod whose containers restarted, and what their previous instances' logs showed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Restart {
+    /// When the current container started.
+    pub at: Option<Timestamp>,
+    /// Failure records in the previous containers' logs (part of the pod's findings).
+    pub previous_failures: u64,
+    /// The last line read from the current containers' logs.
+    pub current_until: Option<Timestamp>,
+}
+
+impl Restart {
+    /// How long the current container has logged since it started, when its failures were all
+    /// in the previous container's log.
+    fn clean_for(&self, pod: &PodInput) -> Option<Option<SignedDuration>> {
+        let failures = pod.findings.failures();
+        (failures > 0 && self.previous_failures == failures).then(|| {
+            self.at
+                .zip(self.current_until)
+                .map(|(start, end)| end.duration_since(start))
+        })
+    }
+}
+
+/// Which containers' logs were read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Containers {
+    /// `spec.target.container`, when it limits the read.
+    pub wanted: Option<String>,
+    pub read: BTreeSet<String>,
+    pub skipped: BTreeSet<String>,
 }
 
 /// The environment's account and resource group, for runbooks that need them.
@@ -68,6 +106,7 @@ pub struct AssessInput {
     pub pods: Vec<PodInput>,
     pub related: Vec<RelatedInput>,
     pub env_info: EnvInfo,
+    pub containers: Containers,
 }
 
 /// What the runbook concludes for one triage.
@@ -150,7 +189,7 @@ impl CompiledRunbook {
         vars.set("signature", &self.matchers.description);
         vars.set("pods", input.pods.len());
         vars.set("failures", total.failures());
-        let intermittency = self.intermittency(&total, &mut vars);
+        let intermittency = self.intermittency(input, &total, &mut vars);
         let env = self.env_info(&input.env_info, &mut vars);
 
         let Some(rule) = rb.categories.iter().find(|r| count(&total, r.category) > 0) else {
@@ -170,7 +209,39 @@ impl CompiledRunbook {
         };
         let http_status = pick_status(&rb.categories, rule, &total.http_statuses);
         let candidate = single_pod_candidate(rule, input, category);
+        // Failures only in the container that ran before a restart: the restart already did
+        // what deleting the pod would do, unless the new container is too young to tell.
+        let restarted = candidate.and_then(|p| {
+            let r = p.restart.as_ref()?;
+            Some((p, r, r.clean_for(p)?))
+        });
+        let recovered =
+            restarted.is_some_and(|(_, _, clean)| clean.is_some_and(|d| d >= RECOVERED_AFTER));
+        let restart_note = restarted.map(|(p, r, clean)| {
+            format!(
+                "the failures of pod {} are all in the container that ran before the restart at {}; the current container has been clean for {}",
+                p.name,
+                r.at.map_or_else(|| "<restart time not known>".to_string(), show_time),
+                clean.map_or_else(|| "an unknown time (its log carries no times)".to_string(), show_minutes),
+            )
+        });
+        let recovered_outcome;
         let outcome: &Outcome = match (candidate, &rule.recommend_if_single_pod) {
+            _ if recovered => {
+                recovered_outcome = Outcome {
+                    action: Action::None,
+                    reason: format!(
+                        "No deletion proposed: {}, so deleting the pod would be pointless now. Triage again if the failures return.",
+                        restart_note.as_deref().unwrap_or_default()
+                    ),
+                    steps: vec![format!(
+                        "Watch the logs of pod {{pod}} for {}; if the failures return, triage again (a new AlertTriage or a change to this one's spec).",
+                        self.matchers.description
+                    )],
+                    follow_up: Vec::new(),
+                };
+                &recovered_outcome
+            }
             (Some(_), Some(single)) => single,
             _ => &rule.recommend,
         };
@@ -215,10 +286,17 @@ impl CompiledRunbook {
         );
         let related_services = self.related(input, category, &mut vars);
 
+        let mut reason = vars.fill(&outcome.reason);
+        if let Some(note) = restart_note.as_deref().filter(|_| !recovered) {
+            reason.push_str(&format!(
+                " Note: {note}, less than {} to call it recovered.",
+                show_minutes(RECOVERED_AFTER)
+            ));
+        }
         let recommendation = Recommendation {
             action: outcome.action,
             team: (outcome.action == Action::Escalate).then(|| rb.team.clone()),
-            reason: vars.fill(&outcome.reason),
+            reason,
             next_steps: outcome
                 .steps
                 .iter()
@@ -241,7 +319,14 @@ impl CompiledRunbook {
             category,
             http_status,
             scope,
-            reason: self.classification_reason(input, &total, category, http_status, failing.len()),
+            reason: self.classification_reason(
+                input,
+                &total,
+                category,
+                http_status,
+                failing.len(),
+                restart_note.as_deref(),
+            ),
         };
         Verdict {
             classification,
@@ -266,6 +351,7 @@ impl CompiledRunbook {
         category: Category,
         http_status: Option<u16>,
         failing: usize,
+        restart_note: Option<&str>,
     ) -> String {
         let mut reason = format!(
             "{} of {} {} records in the window were {}",
@@ -298,7 +384,14 @@ impl CompiledRunbook {
             .map(|(c, n)| format!("{n} {}", c.as_str()))
             .collect();
         if !others.is_empty() {
-            reason.push_str(&format!("; also seen: {}", others.join(", ")));
+            reason.push_str(&format!(
+                "; mixed evidence: also {}, which the runbook ranks below {}",
+                others.join(", "),
+                category.as_str()
+            ));
+        }
+        if let Some(note) = restart_note {
+            reason.push_str(&format!("; {note}"));
         }
         reason.push('.');
         reason
@@ -318,9 +411,10 @@ impl CompiledRunbook {
             )
         } else {
             format!(
-                "No {description} records in {} log lines from {}.",
+                "No {description} records in {} log lines from {}.{}",
                 total.lines,
-                pods(input.pods.len())
+                pods(input.pods.len()),
+                containers_read(&input.containers)
             )
         };
         Verdict {
@@ -352,7 +446,12 @@ impl CompiledRunbook {
     }
 
     /// The runbook's "are the failures intermittent?", when it names success markers.
-    fn intermittency(&self, total: &StreamFindings, vars: &mut Vars) -> Option<Intermittency> {
+    fn intermittency(
+        &self,
+        input: &AssessInput,
+        total: &StreamFindings,
+        vars: &mut Vars,
+    ) -> Option<Intermittency> {
         let markers = &self.runbook.success_markers;
         if markers.is_empty() {
             return None;
@@ -366,8 +465,11 @@ impl CompiledRunbook {
                 )
             })
             .collect();
-        let successes: u64 = success_markers.values().sum();
-        let intermittent = total.failures() > 0 && successes > 0;
+        let (intermittency, phrase) =
+            success::assess(&input.pods, total, success_markers, self.runbook.work());
+        let success_markers = &intermittency.success_markers;
+        let intermittent = intermittency.intermittent;
+        vars.set("intermittency", phrase);
         vars.set(
             "successes",
             success_markers
@@ -384,13 +486,7 @@ impl CompiledRunbook {
                 "persistent"
             },
         );
-        Some(Intermittency {
-            failures: total.failures(),
-            first_failure: total.first_failure.map(Time),
-            last_failure: total.last_failure.map(Time),
-            success_markers,
-            intermittent,
-        })
+        Some(intermittency)
     }
 
     fn env_info(&self, info: &EnvInfo, vars: &mut Vars) -> EnvFacts {
@@ -573,8 +669,38 @@ fn pick_status(
         .map(|(s, _)| *s)
 }
 
-fn show_time(t: Timestamp) -> String {
+pub(super) fn show_time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn show_minutes(d: SignedDuration) -> String {
+    match d.as_secs() / 60 {
+        1 => "1 minute".to_string(),
+        n => format!("{n} minutes"),
+    }
+}
+
+/// For the no-evidence message: which containers were read when the spec limits them.
+fn containers_read(c: &Containers) -> String {
+    let Some(wanted) = &c.wanted else {
+        return String::new();
+    };
+    let list = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
+    let skipped = if c.skipped.is_empty() {
+        String::new()
+    } else {
+        format!("; skipped {}", list(&c.skipped))
+    };
+    if c.read.is_empty() {
+        format!(
+            " spec.target.container is {wanted:?} and no pod has a container of that name{skipped}."
+        )
+    } else {
+        format!(
+            " Read container {} only, as spec.target.container says{skipped}.",
+            list(&c.read)
+        )
+    }
 }
 
 fn pods(n: usize) -> String {
@@ -610,6 +736,7 @@ fn names(related: &[&RelatedInput]) -> String {
 mod tests {
     use super::*;
     use crate::runbook::Catalog;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn alert(name: &str, labels: &[(&str, &str)]) -> Alert {
         Alert {
@@ -664,6 +791,7 @@ mod tests {
             name: name.into(),
             ready,
             findings: findings(c, lines),
+            restart: None,
         }
     }
 
@@ -673,6 +801,7 @@ mod tests {
             pods,
             related: Vec::new(),
             env_info: EnvInfo::NotNeeded,
+            containers: Containers::default(),
         }
     }
 
@@ -705,8 +834,8 @@ mod tests {
         assert_eq!(
             v.classification.reason,
             "1 of 5 ErrorMeteringTokenExchangeFailure records in the window were AuthFailure (HTTP 401), \
-             in 1 of 1 pod, from 2026-11-21T04:01:00Z to 2026-11-21T04:04:00Z; also seen: 2 RateLimited, \
-             1 NetworkFailure, 1 Unclassified."
+             in 1 of 1 pod, from 2026-11-21T04:01:00Z to 2026-11-21T04:04:00Z; mixed evidence: also \
+             2 RateLimited, 1 NetworkFailure, 1 Unclassified, which the runbook ranks below AuthFailure."
         );
         let rotation = v.api_key_rotation.expect("rotation recorded");
         assert!(rotation.required);
@@ -851,10 +980,270 @@ mod tests {
         assert!(steps.contains("not checked"), "{steps}");
         assert!(!steps.contains('{'), "{steps}");
         let i = v.intermittency.expect("metering asks about intermittency");
-        assert!(i.intermittent);
+        // Both failures at 04:02, the one success at 04:05: after them, not between.
+        assert!(!i.intermittent);
+        assert_eq!(
+            i.first_success_after,
+            Some(Time(ts("2026-11-21T04:05:00Z")))
+        );
+        assert!(
+            steps.contains("no metering success before or during the failures from 2026-11-21T04:02:00Z to 2026-11-21T04:02:00Z; it succeeded again at 2026-11-21T04:05:00Z"),
+            "{steps}"
+        );
         assert_eq!(i.failures, 2);
         assert_eq!(i.success_markers["Worker metering started"], 1);
         assert_eq!(i.success_markers["Worker metering stopped"], 0);
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn at(time: &str, line: &str) -> String {
+        format!("{time} {line}")
+    }
+
+    const STARTED: &str = "Worker metering started";
+    const RATE_LINE: &str = "ErrorMeteringTokenExchangeFailure (429)";
+    const NET_LINE: &str = "ErrorMeteringTokenExchangeFailure dial tcp: i/o timeout";
+
+    fn timed(c: &CompiledRunbook, name: &str, lines: &[String]) -> PodInput {
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        pod(c, name, true, &lines)
+    }
+
+    #[test]
+    fn metering_that_stopped_is_not_intermittent_and_says_when_it_stopped() {
+        let a = metering_alert();
+        let c = compile(&a);
+        // 40 minutes of metering, then every attempt fails.
+        let mut lines: Vec<String> = (0..40)
+            .map(|m| at(&format!("2026-11-21T03:{:02}:00Z", 10 + m), STARTED))
+            .collect();
+        lines.extend((0..10).map(|m| at(&format!("2026-11-21T03:5{m}:30Z"), RATE_LINE)));
+        let v = assess(&c, &input(a, vec![timed(&c, "p1", &lines)]));
+        let i = v.intermittency.unwrap();
+        assert!(!i.intermittent);
+        assert_eq!(i.successes_between_failures, 0);
+        assert_eq!(
+            i.last_success_before,
+            Some(Time(ts("2026-11-21T03:49:00Z")))
+        );
+        assert_eq!(i.first_success_after, None);
+        assert!(i.succeeding_pods.is_empty());
+        let steps = v.recommendation.next_steps.join("\n");
+        assert!(
+            steps.contains("metering stopped at 2026-11-21T03:49:00Z and has not succeeded since (failures from 2026-11-21T03:50:30Z to 2026-11-21T03:59:30Z)"),
+            "{steps}"
+        );
+        assert!(!steps.contains("intermittent"), "{steps}");
+    }
+
+    #[test]
+    fn successes_between_failures_are_intermittent_and_name_the_pods_still_succeeding() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let failing: Vec<String> = (0..6)
+            .map(|m| at(&format!("2026-11-21T04:0{m}:00Z"), NET_LINE))
+            .collect();
+        // The sibling meters every minute through the failure period, and the failing pod
+        // once between its own failures.
+        let sibling: Vec<String> = (0..10)
+            .map(|m| at(&format!("2026-11-21T03:5{m}:30Z"), STARTED))
+            .chain((0..10).map(|m| at(&format!("2026-11-21T04:0{m}:30Z"), STARTED)))
+            .collect();
+        let mut bad = failing.clone();
+        bad.insert(3, at("2026-11-21T04:02:30Z", STARTED));
+        let v = assess(
+            &c,
+            &input(a, vec![timed(&c, "bad", &bad), timed(&c, "good", &sibling)]),
+        );
+        let i = v.intermittency.unwrap();
+        assert!(i.intermittent);
+        assert_eq!(i.succeeding_pods, ["bad", "good"]);
+        // bad: 04:02:30, exactly; good meters on both sides and at least once inside (no quiet
+        // spell as long as the failure period), its count inside unknown from the summary.
+        assert_eq!(i.successes_between_failures, 2);
+
+        // The sibling's successes run through the period without a quiet spell covering its
+        // ends, so the summary cannot tell which came last before it: nothing is claimed.
+        assert_eq!(i.last_success_before, None);
+        assert_eq!(i.first_success_after, None);
+        assert_eq!(i.pods.len(), 1);
+        assert_eq!(i.pods[0].name, "bad");
+        assert_eq!(i.pods[0].successes_between_failures, 1);
+        assert!(i.pods[0].intermittent);
+
+        // Without the failing pod's own success, it is the sibling alone that still meters.
+        let v = assess(
+            &c,
+            &input(
+                metering_alert(),
+                vec![timed(&c, "bad", &failing), timed(&c, "good", &sibling)],
+            ),
+        );
+        let i = v.intermittency.unwrap();
+        assert!(i.intermittent);
+        assert_eq!(i.succeeding_pods, ["good"]);
+        assert!(!i.pods[0].intermittent);
+    }
+
+    #[test]
+    fn without_times_the_logs_order_decides() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let v = assess(
+            &c,
+            &input(
+                a.clone(),
+                vec![timed(
+                    &c,
+                    "p",
+                    &[RATE_LINE.into(), STARTED.into(), RATE_LINE.into()],
+                )],
+            ),
+        );
+        assert!(v.intermittency.unwrap().intermittent);
+        let v = assess(
+            &c,
+            &input(
+                a,
+                vec![timed(
+                    &c,
+                    "p",
+                    &[
+                        STARTED.into(),
+                        RATE_LINE.into(),
+                        RATE_LINE.into(),
+                        STARTED.into(),
+                    ],
+                )],
+            ),
+        );
+        let i = v.intermittency.unwrap();
+        assert!(!i.intermittent);
+        assert_eq!(i.successes_between_failures, 0);
+    }
+
+    fn restarted(
+        c: &CompiledRunbook,
+        name: &str,
+        previous: &[String],
+        current: &[String],
+    ) -> PodInput {
+        let mut p = timed(c, name, current);
+        let before = timed(c, name, previous);
+        p.restart = Some(Restart {
+            at: before
+                .findings
+                .last_line
+                .map(|t| t + SignedDuration::from_secs(1)),
+            previous_failures: before.findings.failures(),
+            current_until: p.findings.last_line,
+        });
+        p.findings.merge(before.findings);
+        p
+    }
+
+    #[test]
+    fn failures_only_before_a_restart_propose_no_deletion_once_the_new_container_is_clean() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let previous: Vec<String> = (0..5)
+            .map(|m| at(&format!("2026-11-21T04:0{m}:00Z"), NET_LINE))
+            .collect();
+        let clean = |minutes: i64| -> Vec<String> {
+            (0..=minutes)
+                .map(|m| {
+                    at(
+                        &(ts("2026-11-21T04:05:00Z") + SignedDuration::from_mins(m)).to_string(),
+                        "reconciling",
+                    )
+                })
+                .collect()
+        };
+        let sibling = pod(&c, "good", true, &[]);
+
+        let v = assess(
+            &c,
+            &input(
+                a.clone(),
+                vec![restarted(&c, "bad", &previous, &clean(12)), sibling.clone()],
+            ),
+        );
+        assert_eq!(v.classification.category, Category::NetworkFailure);
+        assert_eq!(v.classification.scope, Scope::SinglePod);
+        assert_eq!(v.recommendation.action, Action::None);
+        assert_eq!(v.delete_candidate, None);
+        let said = "the failures of pod bad are all in the container that ran before the restart at 2026-11-21T04:04:01Z; the current container has been clean for 12 minutes";
+        assert!(
+            v.recommendation.reason.contains(said),
+            "{}",
+            v.recommendation.reason
+        );
+        assert!(
+            v.classification.reason.contains(said),
+            "{}",
+            v.classification.reason
+        );
+        assert!(v.recommendation.reason.contains("pointless"));
+
+        // Two minutes clean is too short to tell: the deletion is still proposed, and says why.
+        let v = assess(
+            &c,
+            &input(
+                a.clone(),
+                vec![restarted(&c, "bad", &previous, &clean(2)), sibling.clone()],
+            ),
+        );
+        assert_eq!(v.recommendation.action, Action::DeletePod);
+        assert_eq!(v.delete_candidate.as_deref(), Some("bad"));
+        assert!(
+            v.recommendation
+                .reason
+                .contains("clean for 2 minutes, less than 5 minutes to call it recovered"),
+            "{}",
+            v.recommendation.reason
+        );
+
+        // Failures in the current container too: the restart did not help.
+        let mut still = clean(12);
+        still.push(at("2026-11-21T04:17:30Z", NET_LINE));
+        let v = assess(
+            &c,
+            &input(a, vec![restarted(&c, "bad", &previous, &still), sibling]),
+        );
+        assert_eq!(v.recommendation.action, Action::DeletePod);
+        assert!(
+            !v.recommendation.reason.contains("restart"),
+            "{}",
+            v.recommendation.reason
+        );
+    }
+
+    #[test]
+    fn no_evidence_names_the_containers_read_and_skipped() {
+        let a = metering_alert();
+        let c = compile(&a);
+        let mut i = input(a, vec![pod(&c, "p1", true, &["hello"])]);
+        i.containers = Containers {
+            wanted: Some("app".into()),
+            read: ["app".to_string()].into(),
+            skipped: ["sidecar".to_string()].into(),
+        };
+        assert_eq!(
+            assess(&c, &i).classification.reason,
+            "No ErrorMeteringTokenExchangeFailure records in 1 log lines from 1 pod. Read container app only, as spec.target.container says; skipped sidecar."
+        );
+        i.containers.read.clear();
+        i.containers.wanted = Some("ap".into());
+        i.containers.skipped.insert("app".into());
+        assert!(
+            assess(&c, &i)
+                .classification
+                .reason
+                .ends_with("spec.target.container is \"ap\" and no pod has a container of that name; skipped app, sidecar."),
+        );
     }
 
     #[test]

@@ -8,13 +8,17 @@ mod compile;
 mod engine;
 mod model;
 mod scan;
+mod success;
 mod template;
+mod window;
 
 pub use catalog::{Catalog, SelectError};
 pub use compile::{CompiledCache, CompiledRunbook};
-pub use engine::{AssessInput, EnvInfo, PodInput, RelatedInput, Verdict};
+pub use engine::{AssessInput, Containers, EnvInfo, PodInput, RelatedInput, Restart, Verdict};
 pub use model::{EnvInfoSpec, Runbook};
 pub use scan::{LogScanner, MAX_LINE_BYTES, StreamFindings, leading_time};
+pub use success::SuccessTimes;
+pub use window::WindowCut;
 
 /// A runbook that cannot be loaded or compiled.
 #[derive(Debug, thiserror::Error)]

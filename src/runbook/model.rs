@@ -18,14 +18,20 @@
 //! - `httpStatus`: regexes whose first participating group is an HTTP status.
 //! - `controllerIds`: a field (JSON keys and/or text regex) whose values are collected.
 //! - `successMarkers`: `name` + `pattern`, counted on every line to tell whether failures are
-//!   intermittent.
+//!   intermittent: whether successes come between the first and the last failure (see
+//!   `success.rs`). `work` names what they show succeeding (e.g. `metering`) for the
+//!   `{intermittency}` phrase: "metering stopped at T and has not succeeded since", "metering
+//!   keeps succeeding between failures: ...".
 //! - `relatedServices`: `labelKey`, `services`, `patterns` and the `category` they belong to:
 //!   other services to check for the same signature when that category is the verdict.
 //! - `categories`: ordered rules, highest precedence first. A rule fits a record when one of
 //!   its `httpStatus` values was read from it or one of its `patterns` matches; the last rule
 //!   has neither and fits every record. `recommend` is the outcome (`action`, `reason`, `steps`,
 //!   `followUp`); `recommendIfSinglePod` is used instead when exactly one pod fails and a
-//!   sibling is Ready and clean (the only place `DeletePod` is allowed).
+//!   sibling is Ready and clean (the only place `DeletePod` is allowed). When that pod's
+//!   failures are all in the log of the container that ran before a restart and its current
+//!   container has logged clean for 5 minutes, no deletion is proposed (action `None`): the
+//!   restart already replaced the failing container, which is all deleting the pod would do.
 //! - `noEvidenceSteps`, `notification` (`title`, `body`).
 //!
 //! Text fields are templates: `{labels.<name>}` and the variables listed in
@@ -65,6 +71,8 @@ pub struct Runbook {
     pub(super) controller_ids: Option<Field>,
     #[serde(default)]
     pub(super) success_markers: Vec<Marker>,
+    #[serde(default)]
+    pub(super) work: Option<String>,
     #[serde(default)]
     pub(super) related_services: Option<RelatedServices>,
     pub(super) categories: Vec<CategoryRule>,
@@ -205,6 +213,11 @@ impl Runbook {
 
     pub fn default_window(&self) -> Duration {
         self.window
+    }
+
+    /// What the success markers show succeeding, for messages.
+    pub(super) fn work(&self) -> &str {
+        self.work.as_deref().unwrap_or("the work")
     }
 
     /// Selector used when `spec.target.selector` is absent; `None` when the runbook has none

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::compile::{Matchers, Prefilter};
+use super::success::SuccessTimes;
 use crate::crd::Category;
 use crate::redact::redact;
 
@@ -51,6 +52,10 @@ pub struct StreamFindings {
     pub first_line: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_line: Option<Timestamp>,
+    /// When the success markers were seen relative to the failures, one summary per stream
+    /// read (streams are summarised apart: their lines interleave in time).
+    #[serde(skip)]
+    pub successes: Vec<SuccessTimes>,
 }
 
 impl StreamFindings {
@@ -82,6 +87,7 @@ impl StreamFindings {
         self.last_failure = self.last_failure.max(other.last_failure);
         self.first_line = min_some(self.first_line, other.first_line);
         self.last_line = self.last_line.max(other.last_line);
+        self.successes.extend(other.successes);
     }
 
     /// Failure records of every category.
@@ -139,6 +145,7 @@ pub struct LogScanner<'a> {
     folded: Vec<u8>,
     pending: Option<Record>,
     samples: Vec<(Category, String)>,
+    success: SuccessTimes,
     findings: StreamFindings,
 }
 
@@ -151,6 +158,7 @@ impl<'a> LogScanner<'a> {
             folded: Vec::new(),
             pending: None,
             samples: Vec::new(),
+            success: SuccessTimes::default(),
             findings: StreamFindings::default(),
         }
     }
@@ -183,6 +191,9 @@ impl<'a> LogScanner<'a> {
             self.finalize(record);
         }
         self.findings.samples = self.samples.into_iter().map(|(_, s)| s).collect();
+        if !self.related && self.matchers.markers.is_some() {
+            self.findings.successes.push(self.success);
+        }
         self.findings
     }
 
@@ -302,12 +313,19 @@ impl<'a> LogScanner<'a> {
             self.finalize(record);
         }
         if let Some((set, names)) = &m.markers {
-            for i in set.matches(body).iter() {
+            let matched = set.matches(body);
+            for i in matched.iter() {
                 *self
                     .findings
                     .success_markers
                     .entry(names[i].clone())
                     .or_default() += 1;
+            }
+            if matched.matched_any() {
+                // Success lines are few: reading a JSON line's own time is affordable here.
+                let time = time
+                    .or_else(|| parse_object(body).and_then(|obj| json_time(&obj, &m.time_fields)));
+                self.success.success(time);
             }
         }
         if m.signature
@@ -353,6 +371,7 @@ impl<'a> LogScanner<'a> {
         if record.time.is_none() {
             record.time = json.and_then(|obj| json_time(obj, &m.time_fields));
         }
+        self.success.failure();
         self.count(&record, category, &statuses);
     }
 

@@ -35,6 +35,7 @@ pub(super) const VARIABLES: &[&str] = &[
     "envSource",
     "successes",
     "intermittent",
+    "intermittency",
     "relatedServices",
 ];
 
