@@ -1,5 +1,5 @@
 //! Bounds under load, on the simulated cluster: a log larger than the byte limit is read from
-//! its newest end, and a backlog larger than the concurrency limit is triaged once each.
+//! its newest end (from its start when the window ended long ago), and a backlog larger than the concurrency limit is triaged once each.
 
 mod common;
 
@@ -77,6 +77,43 @@ async fn a_log_over_the_byte_limit_is_read_from_its_newest_end() {
             .contains("newest"),
         "the cut is recorded: {evidence}"
     );
+}
+
+#[tokio::test]
+async fn a_window_that_ended_long_ago_is_read_from_its_start_up_to_the_limit() {
+    let ns = TestNs::new("past").await;
+    let limit: u64 = 64 * 1024;
+    let _op = Operator::start(&ns, &["--log-byte-limit", &limit.to_string()]);
+    let pods = ns.deploy(&Workload::new("armada-cluster", 1), DEPLOY).await;
+    let pod = pods[0].metadata.name.as_deref().unwrap();
+    // The alert started 3 hours ago; its window holds network failures at its start and
+    // then about 500 KB of benign lines, far over the limit. A window that ended long ago is
+    // read from its start (the API cannot end a read at a time, and the log's newest lines
+    // would lie beyond the window), so the failures are found and the cut is recorded.
+    let started = Timestamp::now() - jiff::SignedDuration::from_hours(3);
+    let mut lines = network_failure();
+    lines.extend((0..5_000).map(benign));
+    let log = PodLog::lines(lines)
+        .spread_over(Duration::from_secs(55 * 60))
+        .ending_at(started + jiff::SignedDuration::from_mins(50));
+    ns.attach_logs(pod, "app", &log, None).await;
+    let mut manifest = metering_triage("past", "armada-cluster");
+    manifest["spec"]["alert"]["startsAt"] =
+        started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+    create_triage(&ns, manifest).await;
+
+    let t = wait_for_phase(&ns, "past", FINAL, VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "NetworkFailure", "{s}");
+    let evidence = &s["evidence"]["pods"][0];
+    let bytes = evidence["bytesScanned"].as_u64().unwrap();
+    assert!(bytes <= limit, "scanned {bytes} bytes, limit {limit}");
+    let error = evidence["logError"].as_str().unwrap_or("");
+    assert!(
+        error.contains("read its oldest"),
+        "the cut is recorded: {evidence}"
+    );
+    assert_ne!(evidence["olderLogsUnread"], true, "{evidence}");
 }
 
 #[tokio::test]
