@@ -525,18 +525,12 @@ async fn probe(api: &Api<Pod>, pod: &str, base: &LogParams) -> Result<Probe, kub
         timestamps: false,
         ..base.clone()
     };
-    let stream = api.log_stream(pod, &params).await?;
-    let mut stream = std::pin::pin!(stream);
     let mut buf = Vec::new();
-    while (buf.len() as u64) < PROBE_BYTES {
-        let bytes = next_bytes(&mut stream, LOG_IDLE_TIMEOUT).await?;
-        if bytes.is_empty() {
-            break;
-        }
-        let take = bytes.len().min(PROBE_BYTES as usize - buf.len());
-        buf.extend_from_slice(&bytes[..take]);
-        stream.as_mut().consume_unpin(take);
-    }
+    read_stream(api, pod, &params, PROBE_BYTES, |bytes| {
+        buf.extend_from_slice(bytes);
+        true
+    })
+    .await?;
     let lines: Vec<&[u8]> = if buf.is_empty() {
         Vec::new()
     } else {
@@ -584,19 +578,35 @@ async fn stream_into(
     scanner: &mut LogScanner<'_>,
     window: &mut WindowCut,
 ) -> Result<u64, kube::Error> {
+    read_stream(api, pod, params, limit, |bytes| {
+        window.push(scanner, bytes);
+        !window.ended()
+    })
+    .await
+}
+
+/// Streams at most `limit` bytes of one log to `take`, chunk by chunk, until the log ends or
+/// `take` answers `false`; a stream silent for [`LOG_IDLE_TIMEOUT`] is an error. The bytes read.
+async fn read_stream(
+    api: &Api<Pod>,
+    pod: &str,
+    params: &LogParams,
+    limit: u64,
+    mut take: impl FnMut(&[u8]) -> bool,
+) -> Result<u64, kube::Error> {
     let stream = api.log_stream(pod, params).await?;
     let mut stream = std::pin::pin!(stream);
     let mut read: u64 = 0;
-    loop {
+    while read < limit {
         let buf = next_bytes(&mut stream, LOG_IDLE_TIMEOUT).await?;
         if buf.is_empty() {
             break;
         }
-        let take = buf.len().min((limit - read) as usize);
-        window.push(scanner, &buf[..take]);
-        stream.as_mut().consume_unpin(take);
-        read += take as u64;
-        if read >= limit || window.ended() {
+        let n = buf.len().min((limit - read) as usize);
+        let more = take(&buf[..n]);
+        stream.as_mut().consume_unpin(n);
+        read += n as u64;
+        if !more {
             break;
         }
     }

@@ -651,11 +651,12 @@ fn may_match_replacement(hir: &Hir) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::runbook::Catalog;
 
-    fn compiled(id: &str, labels: &[(&str, &str)]) -> CompiledRunbook {
+    /// A built-in runbook compiled for an alert with these labels (the scanner's tests use it too).
+    pub(in crate::runbook) fn compiled(id: &str, labels: &[(&str, &str)]) -> CompiledRunbook {
         let alert = Alert {
             name: "test".into(),
             labels: labels

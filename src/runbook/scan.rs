@@ -520,24 +520,8 @@ fn epoch(n: f64) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::Alert;
-    use crate::runbook::{Catalog, CompiledRunbook};
-
-    fn compiled(id: &str, labels: &[(&str, &str)]) -> CompiledRunbook {
-        let alert = Alert {
-            name: "test".into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            starts_at: None,
-        };
-        Catalog::builtin()
-            .select(Some(id), &alert)
-            .unwrap()
-            .compile(&alert)
-            .unwrap()
-    }
+    use crate::runbook::CompiledRunbook;
+    use crate::runbook::compile::tests::compiled;
 
     fn metering() -> CompiledRunbook {
         compiled("metering-token-exchange", &[("service", "armada-cluster")])
