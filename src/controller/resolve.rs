@@ -46,7 +46,7 @@ impl Resolved {
             selector: self.selector.clone(),
             container: obj.spec.target.container.clone(),
             since,
-            until: Some(until),
+            until,
             log_byte_limit: ctx.config.log_byte_limit,
             concurrency: ctx.config.pod_concurrency,
             bytes_in_flight: ctx.bytes_in_flight.clone(),
@@ -125,20 +125,25 @@ pub fn resolve(obj: &AlertTriage, ctx: &Context) -> Result<Resolved, Unworkable>
 /// now, or `window` after the alert started when that is earlier, and starts `window` before
 /// its end, or 5 minutes before the alert started when that is earlier (the lines that fired
 /// the alert came just before it). At most `window` plus 5 minutes long.
+///
+/// Returns `since` and, only for a window that ended before now, its end: a window that ends
+/// now is read to the end of the log, since "now" is the operator's estimate of the API
+/// server's clock and must not cut off the newest lines (the ones that fired the alert).
 fn window(
     now: Timestamp,
     window: Duration,
     starts_at: Option<Timestamp>,
-) -> (Timestamp, Timestamp) {
+) -> (Timestamp, Option<Timestamp>) {
     let length = SignedDuration::try_from(window).unwrap_or(MAX_WINDOW);
-    let until = starts_at
+    let ended = starts_at
         .and_then(|s| s.checked_add(length).ok())
-        .map_or(now, |end| end.min(now));
-    let by_window = until.checked_sub(length).unwrap_or(until);
+        .filter(|end| *end < now);
+    let end = ended.unwrap_or(now);
+    let by_window = end.checked_sub(length).unwrap_or(end);
     let since = starts_at
         .and_then(|s| s.checked_sub(BEFORE_ALERT).ok())
         .map_or(by_window, |anchored| anchored.min(by_window));
-    (since, until)
+    (since, ended)
 }
 
 #[cfg(test)]
@@ -150,38 +155,44 @@ mod tests {
         let now: Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
         let hour = Duration::from_secs(3600);
         let t = |s: &str| s.parse::<Timestamp>().unwrap();
-        // (startsAt, since, until)
+        // (startsAt, since, until: None when the window ends now and is read to the log's end)
         let cases = [
-            (None, "2026-11-21T11:00:00Z", "2026-11-21T12:00:00Z"),
+            (None, "2026-11-21T11:00:00Z", None),
             // Fresh: the hour before now, which holds the alert's start and its cause.
             (
                 Some("2026-11-21T11:50:00Z"),
                 "2026-11-21T11:00:00Z",
-                "2026-11-21T12:00:00Z",
+                None,
             ),
             // Started 57 minutes ago: reaches 5 minutes before it.
             (
                 Some("2026-11-21T11:03:00Z"),
                 "2026-11-21T10:58:00Z",
-                "2026-11-21T12:00:00Z",
+                None,
             ),
             // Old: the alert's own hour, not the 12 hours since.
             (
                 Some("2026-11-21T00:00:00Z"),
                 "2026-11-20T23:55:00Z",
-                "2026-11-21T01:00:00Z",
+                Some("2026-11-21T01:00:00Z"),
             ),
             // A start in the future (another clock): the hour before now.
             (
                 Some("2026-11-21T13:00:00Z"),
                 "2026-11-21T11:00:00Z",
-                "2026-11-21T12:00:00Z",
+                None,
+            ),
+            // Ends exactly now: read to the end of the log.
+            (
+                Some("2026-11-21T11:00:00Z"),
+                "2026-11-21T10:55:00Z",
+                None,
             ),
         ];
         for (starts_at, since, until) in cases {
             assert_eq!(
                 window(now, hour, starts_at.map(t)),
-                (t(since), t(until)),
+                (t(since), until.map(t)),
                 "{starts_at:?}"
             );
         }

@@ -128,7 +128,15 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
     let evidence = Evidence {
         window: crate::duration::format(*window),
         since: Some(Time(plan.since)),
-        until: plan.until.map(Time),
+        // A window that ends now was read to the end of each log: it ended at the newest line
+        // read, or now when that is later.
+        until: Some(Time(plan.until.unwrap_or_else(|| {
+            gathered
+                .pods
+                .iter()
+                .filter_map(|p| p.findings.last_line)
+                .fold(now, Timestamp::max)
+        }))),
         matches,
         containers_read: input.containers.read.iter().cloned().collect(),
         containers_skipped: input.containers.skipped.iter().cloned().collect(),
