@@ -41,12 +41,13 @@ struct CategoryLabel {
 
 /// `alert_triage_actions_total` results of the approved pod deletion (`controller::remediate`),
 /// each shown at zero from the start so that alerts on `increase()` see the first one.
-const DELETE_POD_RESULTS: [&str; 8] = [
+const DELETE_POD_RESULTS: [&str; 9] = [
     "DryRun",
     "Evicted",
     "Blocked",
     "Gone",
     "Refused",
+    "Withdrawn",
     "Succeeded",
     "Failed",
     "Unverified",

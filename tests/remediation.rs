@@ -713,6 +713,75 @@ async fn a_kill_during_verification_finishes_the_record() {
     crash_at("during-verify").await;
 }
 
+/// The alert resolves while an approved eviction is recorded but not yet made (the operator
+/// died between the two): the next operator ends the remediation without evicting, and does
+/// not call it a failure (nothing was evicted, so nothing failed).
+#[tokio::test]
+async fn an_alert_resolved_between_intent_and_eviction_evicts_nothing() {
+    let ns = TestNs::new("rem-abandon").await;
+    let watcher = Operator::start(&ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
+    drop(watcher);
+    let mut doomed = Operator::start_with_env(&ns, &[], &[("ATO_PAUSE_AT", "after-intent")]);
+    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    eventually(REMEDIATION, || async {
+        if doomed.output().contains("paused for a crash test") {
+            Ok(())
+        } else {
+            Err(doomed.output())
+        }
+    })
+    .await;
+    doomed.kill();
+    let t = wait_for_phase(&ns, "net", &["Remediating"], VERDICT).await;
+    assert!(t["status"]["remediation"]["evictedAt"].is_null());
+
+    // What the intake writes when Alertmanager reports the alert resolved.
+    let ended_at = Timestamp::now().to_string();
+    let patch = json!({
+        "apiVersion": "triage.dev/v1alpha1",
+        "kind": "AlertTriage",
+        "status": {"conditions": [{
+            "type": "Resolved",
+            "status": "True",
+            "reason": "AlertResolved",
+            "message": "Alertmanager reported the alert resolved",
+            "lastTransitionTime": ended_at,
+        }]},
+    });
+    ns.api::<alert_triage_operator::crd::AlertTriage>()
+        .patch_status(
+            "net",
+            &kube::api::PatchParams::apply("triage-intake").force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await
+        .expect("marking the triage resolved");
+
+    let op = Operator::start(&ns, &[]);
+    let t = wait_for_phase(&ns, "net", &["NoAction"], REMEDIATION).await;
+    let remediation = &t["status"]["remediation"];
+    assert_eq!(remediation["outcome"], "Withdrawn", "{remediation}");
+    assert!(remediation["evictedAt"].is_null(), "{remediation}");
+    assert!(remediation["finishedAt"].is_string(), "{remediation}");
+    let message = remediation["message"].as_str().unwrap();
+    assert!(
+        message.contains("not evicted") && message.contains("resolved"),
+        "{message}"
+    );
+    assert_eq!(condition(&t, "Remediated")["reason"], "AlertResolved");
+    // Nothing was evicted, and nothing is later: the pods are the ones from before.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods));
+    assert_eq!(
+        op.metric("alert_triage_actions_total{action=\"DeletePod\",result=\"Failed\"}")
+            .await
+            .unwrap_or(0.0),
+        0.0,
+        "a withdrawn remediation is not a failed one"
+    );
+}
+
 /// Crash points exist only in test builds: the release binary has none, and a pause point
 /// named in its environment does not stop it.
 #[tokio::test]

@@ -12,7 +12,7 @@ use tracing::{info, instrument};
 
 use super::facts::{ledger_store, pinned_intent};
 use super::record::{Note, Record};
-use super::verify::{ACTION_LABEL, finish, status_mismatch, verify};
+use super::verify::{ACTION_LABEL, status_mismatch, verify, withdrawn};
 use super::{Context, Error};
 use crate::action::{self, ApprovedPlan, EvictOutcome, Intent};
 use crate::crash;
@@ -39,7 +39,7 @@ pub async fn resume(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
             "not evicted: the approval of proposal {} was withdrawn or changed before the eviction",
             plan.proposal()
         );
-        return finish(&record, ctx, status, false, &reason, None, now).await;
+        return withdrawn(&record, ctx, status, "ApprovalWithdrawn", &reason, now).await;
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &intent.namespace);
     let still_there = pods.get_opt(plan.pod()).await?.filter(|p| {
@@ -71,12 +71,9 @@ pub async fn resume(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
 pub async fn abandon(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     let record = Record::new(ctx, obj);
     let status = obj.status.clone().unwrap_or_default();
-    let message = format!(
-        "not evicted: {}",
-        super::phase::resolved_refusal(obj, now).message()
-    );
-    info!("the alert resolved before the eviction; not evicting");
-    finish(&record, ctx, status, false, &message, None, now).await
+    let refusal = super::phase::resolved_refusal(obj, now);
+    let message = format!("not evicted: {}", refusal.message());
+    withdrawn(&record, ctx, status, refusal.reason(), &message, now).await
 }
 
 /// Records that the approved pod went away without our eviction call (or before its answer),

@@ -165,6 +165,8 @@ pub enum Outcome {
     IntentRecorded,
     /// The remediation ended.
     Finished { succeeded: bool },
+    /// A recorded intent ended without the eviction (approval withdrawn, alert resolved).
+    Withdrawn,
 }
 
 /// The phase a triage is in after `outcome`.
@@ -185,6 +187,7 @@ pub fn after(outcome: Outcome) -> Phase {
         Outcome::IntentRecorded => Phase::Remediating,
         Outcome::Finished { succeeded: true } => Phase::Remediated,
         Outcome::Finished { succeeded: false } => Phase::RemediationFailed,
+        Outcome::Withdrawn => Phase::NoAction,
     }
 }
 

@@ -11,6 +11,8 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
+use tracing::info;
+
 use super::conditions::set_remediation;
 use super::facts::{ledger_store, pinned_intent};
 use super::phase::{self, Outcome};
@@ -244,6 +246,29 @@ pub async fn finish(
     .await
 }
 
+/// Ends a recorded intent whose eviction was not made and never will be.
+pub async fn withdrawn(
+    record: &Record<'_>,
+    ctx: &Context,
+    previous: AlertTriageStatus,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    info!(reason, "remediation withdrawn before the eviction");
+    end(
+        record,
+        ctx,
+        previous,
+        RemediationOutcome::Withdrawn,
+        reason,
+        message,
+        None,
+        now,
+    )
+    .await
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn end(
     record: &Record<'_>,
@@ -258,8 +283,11 @@ async fn end(
     let mut status = previous.clone();
     // Unverified: the pod was replaced, so the remediation ended, but it is not a success.
     let succeeded = outcome == RemediationOutcome::Succeeded;
-    let ended = outcome != RemediationOutcome::Failed;
-    status.phase = Some(phase::after(Outcome::Finished { succeeded: ended }));
+    status.phase = Some(phase::after(match outcome {
+        RemediationOutcome::Withdrawn => Outcome::Withdrawn,
+        RemediationOutcome::Failed => Outcome::Finished { succeeded: false },
+        _ => Outcome::Finished { succeeded: true },
+    }));
     if let Some(r) = status.remediation.as_mut() {
         r.outcome = outcome;
         r.message = message.to_string();
@@ -268,7 +296,7 @@ async fn end(
     }
     ctx.metrics.action(ACTION_LABEL, outcome.as_str());
     set_remediation(&mut status, &previous, now, succeeded, reason, message);
-    let note = if succeeded {
+    let note = if succeeded || outcome == RemediationOutcome::Withdrawn {
         Note::normal(reason, message)
     } else {
         Note::warning(reason, message)

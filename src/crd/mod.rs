@@ -584,6 +584,9 @@ pub enum RemediationOutcome {
     /// logs could not be read): not called a success.
     Unverified,
     DryRun,
+    /// Ended before the eviction, which was not made: its approval was withdrawn or the alert
+    /// resolved meanwhile. Nothing was evicted, so nothing failed.
+    Withdrawn,
 }
 
 impl RemediationOutcome {
@@ -595,6 +598,7 @@ impl RemediationOutcome {
             RemediationOutcome::Failed => "Failed",
             RemediationOutcome::Unverified => "Unverified",
             RemediationOutcome::DryRun => "DryRun",
+            RemediationOutcome::Withdrawn => "Withdrawn",
         }
     }
 }
