@@ -391,6 +391,53 @@ async fn firing_alerts_become_exactly_one_triage_each() {
     assert_eq!(intake.notifications("unauthorized").await, 0.0);
 }
 
+/// With a catch-all runbook, an alert no runbook knows is triaged by it instead of only being
+/// counted; alerts a runbook knows still go to that runbook.
+#[tokio::test]
+async fn a_catch_all_runbook_triages_what_no_runbook_knows() {
+    let ns = TestNs::new("intake-catch-all").await;
+    let intake = Intake::start(
+        &ns,
+        &["--intake-catch-all-runbook", "orchestrator-callback-errors"],
+    );
+    let am = Alertmanager::start(&intake.address, &intake.token_file(), None, &[]);
+    am.wait_ready().await;
+    let starts = now_minus(60);
+    let known = alert(&ns, "web", &starts, &[]);
+    let mut unknown = alert(&ns, "web", &starts, &[("service_name", "web")]);
+    unknown["labels"]["alertname"] = "Watchdog".into();
+    am.post(&json!([known, unknown])).await;
+
+    let triages = wait_for_triages(&ns, 2).await;
+    let mut runbooks: Vec<(String, String)> = triages
+        .iter()
+        .map(|t| {
+            (
+                t["spec"]["alert"]["name"].as_str().unwrap().to_string(),
+                t["spec"]["runbook"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    runbooks.sort();
+    assert_eq!(
+        runbooks,
+        [
+            (
+                "Watchdog".to_string(),
+                "orchestrator-callback-errors".to_string()
+            ),
+            (METERING.to_string(), "metering-token-exchange".to_string()),
+        ]
+    );
+    let watchdog = triages
+        .iter()
+        .find(|t| t["spec"]["alert"]["name"] == "Watchdog")
+        .unwrap();
+    assert!(name_of(watchdog).starts_with("orchestrator-callback-errors-"));
+    assert_eq!(intake.alerts("unrouted").await, 0.0);
+    assert_eq!(intake.alerts("created").await, 2.0);
+}
+
 #[tokio::test]
 async fn two_clustered_replicas_still_make_one_triage_per_firing() {
     let ns = TestNs::new("intake-ha").await;

@@ -46,7 +46,7 @@ use crate::controller::mark_resolved;
 use crate::crd::AlertTriage;
 use crate::duration::parse as parse_duration;
 use crate::metrics::Metrics;
-use crate::runbook::Catalog;
+use crate::runbook::{Catalog, Runbook};
 use payload::Alert;
 
 /// Where Alertmanager posts.
@@ -77,6 +77,11 @@ pub struct IntakeArgs {
     /// are refused.
     #[arg(long, env = "ATO_INTAKE_DEFAULT_NAMESPACE")]
     pub intake_default_namespace: Option<String>,
+
+    /// A runbook id that triages alerts no runbook matches by name; without it such alerts
+    /// are acknowledged and counted (`outcome="unrouted"`), not created. Checked at start.
+    #[arg(long, env = "ATO_INTAKE_CATCH_ALL_RUNBOOK")]
+    pub intake_catch_all_runbook: Option<String>,
 
     /// Most triages the intake creates in any minute; alerts beyond are acknowledged, counted
     /// (`alert_triage_intake_alerts_total{outcome="rate_limited"}`) and logged, not created.
@@ -109,10 +114,14 @@ pub async fn start(
     } else {
         args.intake_allowed_namespaces.clone()
     };
+    let catalog = Catalog::builtin();
+    let catch_all = route::catch_all(catalog, args.intake_catch_all_runbook.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let intake = Arc::new(Intake {
         client: client.clone(),
         token,
-        catalog: Catalog::builtin(),
+        catalog,
+        catch_all,
         namespaces: Namespaces {
             allowed,
             default: args.intake_default_namespace.clone(),
@@ -143,6 +152,8 @@ struct Intake {
     client: Client,
     token: auth::Token,
     catalog: &'static Catalog,
+    /// Triages what no runbook matches, when configured.
+    catch_all: Option<&'static Runbook>,
     namespaces: Namespaces,
     limit: RateLimit,
     metrics: Arc<Metrics>,
@@ -213,7 +224,7 @@ async fn receive(
 impl Intake {
     async fn handle(&self, alert: &Alert) -> &'static str {
         let spec_alert = route::spec_alert(alert);
-        let Some(runbook) = route::route(self.catalog, &spec_alert) else {
+        let Some(runbook) = route::route(self.catalog, &spec_alert, self.catch_all) else {
             return "unrouted";
         };
         let namespace = match route::namespace(&self.namespaces, alert) {

@@ -32,10 +32,29 @@ pub struct Namespaces {
     pub default: Option<String>,
 }
 
-/// The runbook for an alert: today the built-in catalog matched by alert name and labels.
-/// The one place routing is decided, so Runbook resources can be added here.
-pub fn route<'a>(catalog: &'a Catalog, alert: &crd::Alert) -> Option<&'a Runbook> {
-    catalog.select(None, alert).ok()
+/// The runbook for an alert: today the built-in catalog matched by alert name and labels,
+/// else the catch-all runbook when one is configured. The one place routing is decided, so
+/// Runbook resources can be added here.
+pub fn route<'a>(
+    catalog: &'a Catalog,
+    alert: &crd::Alert,
+    catch_all: Option<&'a Runbook>,
+) -> Option<&'a Runbook> {
+    catalog.select(None, alert).ok().or(catch_all)
+}
+
+/// The catch-all runbook named by the operator's configuration; an id the catalog does not
+/// hold is refused at start, with the ids it does.
+pub fn catch_all<'a>(
+    catalog: &'a Catalog,
+    id: Option<&str>,
+) -> Result<Option<&'a Runbook>, String> {
+    id.map(|id| {
+        catalog
+            .select(Some(id), &crd::Alert::default())
+            .map_err(|e| format!("--intake-catch-all-runbook: {e}"))
+    })
+    .transpose()
 }
 
 /// The namespace the alert's triage lives in. An alert that names a namespace goes there or
@@ -138,15 +157,42 @@ mod tests {
         let catalog = Catalog::builtin();
         let orchestrator = alert("ClusterSquadOrchestratorCallbackActionTimeErrors", &[]);
         assert_eq!(
-            route(catalog, &spec_alert(&orchestrator)).map(Runbook::id),
+            route(catalog, &spec_alert(&orchestrator), None).map(Runbook::id),
             Some("orchestrator-callback-errors")
         );
         let metering = alert("armada-cluster_error_metering_token_exchange", &[]);
         assert_eq!(
-            route(catalog, &spec_alert(&metering)).map(Runbook::id),
+            route(catalog, &spec_alert(&metering), None).map(Runbook::id),
             Some("metering-token-exchange")
         );
-        assert!(route(catalog, &spec_alert(&alert("Watchdog", &[]))).is_none());
+        let watchdog = spec_alert(&alert("Watchdog", &[]));
+        assert!(route(catalog, &watchdog, None).is_none());
+
+        // A catch-all takes only what no runbook knows.
+        let fallback = catch_all(catalog, Some("orchestrator-callback-errors"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            route(catalog, &watchdog, Some(fallback)).map(Runbook::id),
+            Some("orchestrator-callback-errors")
+        );
+        assert_eq!(
+            route(catalog, &spec_alert(&metering), Some(fallback)).map(Runbook::id),
+            Some("metering-token-exchange")
+        );
+    }
+
+    #[test]
+    fn a_catch_all_the_catalog_does_not_hold_is_refused_with_the_known_ids() {
+        let catalog = Catalog::builtin();
+        assert!(catch_all(catalog, None).unwrap().is_none());
+        let err = catch_all(catalog, Some("generic")).unwrap_err();
+        assert!(
+            err.contains("--intake-catch-all-runbook")
+                && err.contains("generic")
+                && err.contains("metering-token-exchange"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -198,7 +244,7 @@ mod tests {
             "armada-cluster_error_metering_token_exchange",
             &[("service", "armada-cluster")],
         );
-        let runbook = route(catalog, &spec_alert(&a)).unwrap();
+        let runbook = route(catalog, &spec_alert(&a), None).unwrap();
         let t = triage(runbook, "prod", &a);
         let labels = t.metadata.labels.unwrap();
         assert_eq!(labels[FINGERPRINT_LABEL], "0a1b2c3d4e5f6789");
