@@ -6,12 +6,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::charted::Charted;
 use common::operator::{
     BIN, LEDGER, Operator, create_triage, events_for, events_with, give_app_logs, release_binary,
     run_args, wait_for_phase, wait_for_triage,
 };
 use common::scenario::{metering_triage, network_failure};
-use common::{PodLog, ServeLogs, TestNs, Workload, eventually};
+use common::{APPROVER, PodLog, ServeLogs, TestNs, Workload, eventually};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, PostParams};
@@ -108,6 +109,28 @@ fn approve(ns: &TestNs, name: &str, proposal: &str, by: &str) {
     ]);
 }
 
+/// The attack tests run the operator as the chart installs it: its ServiceAccount, RBAC and
+/// admission policies (approvals made by the approver in person, as the policy demands). Leader
+/// election is off so that a test can race two replicas or replace one at once.
+async fn chart(ns: &TestNs) -> Charted {
+    Charted::install(ns, APPROVER, &["leaderElection.enabled=false"]).await
+}
+
+/// `by` approves, as themself (the approval policy refuses an approval in another's name).
+fn approve_in_person(ns: &TestNs, name: &str, proposal: &str, by: &str) {
+    let patch = json!({"spec": {"approval": {"proposal": proposal, "approvedBy": by}}}).to_string();
+    ns.kubectl_ok(&[
+        &format!("--as={by}"),
+        "patch",
+        "alerttriage",
+        name,
+        "--type",
+        "merge",
+        "-p",
+        &patch,
+    ]);
+}
+
 fn condition<'a>(t: &'a Value, type_: &str) -> &'a Value {
     t["status"]["conditions"]
         .as_array()
@@ -175,21 +198,39 @@ fn ledger_entry(workload: &str, mins_ago: i64) -> Value {
     })
 }
 
-async fn ledger_entries(ns: &TestNs) -> Vec<Value> {
-    let cm = ns
-        .api::<ConfigMap>()
-        .get(LEDGER)
+/// Where an operator keeps its ledger: [`LEDGER`] in the test namespace for
+/// [`Operator::start`], the chart's in its release namespace for a [`Charted`] one.
+struct LedgerAt {
+    namespace: String,
+    name: String,
+}
+
+fn ledger_in(ns: &TestNs) -> LedgerAt {
+    LedgerAt {
+        namespace: ns.name.clone(),
+        name: LEDGER.to_string(),
+    }
+}
+
+fn chart_ledger(chart: &Charted) -> LedgerAt {
+    let (namespace, name) = chart.ledger();
+    LedgerAt { namespace, name }
+}
+
+async fn ledger_entries(ns: &TestNs, at: &LedgerAt) -> Vec<Value> {
+    let cm = kube::Api::<ConfigMap>::namespaced(ns.client.clone(), &at.namespace)
+        .get(&at.name)
         .await
         .expect("ledger ConfigMap");
     serde_json::from_str(&cm.data.unwrap()["deletions.json"]).unwrap()
 }
 
 /// Waits for the remediation to end and checks it succeeded exactly once; returns the triage.
-async fn expect_remediated(ns: &TestNs, pods: &[Pod]) -> Value {
+async fn expect_remediated(ns: &TestNs, pods: &[Pod], ledger: &LedgerAt) -> Value {
     let _logs = serve_replacement_logs(ns, pods);
     let t = wait_for_phase(ns, "net", &["Remediated", "RemediationFailed"], REMEDIATION).await;
     assert_eq!(t["status"]["phase"], "Remediated", "{}", t["status"]);
-    assert_remediated_once(ns, &t, pods).await;
+    assert_remediated_once(ns, &t, pods, ledger).await;
     t
 }
 
@@ -207,7 +248,7 @@ fn serve_replacement_logs(ns: &TestNs, pods: &[Pod]) -> ServeLogs {
 
 /// After a successful remediation: the approved pod (and only it) was replaced, the record is
 /// complete, and exactly one eviction happened.
-async fn assert_remediated_once(ns: &TestNs, t: &Value, before: &[Pod]) {
+async fn assert_remediated_once(ns: &TestNs, t: &Value, before: &[Pod], ledger: &LedgerAt) {
     let sick = &before[1];
     let r = &t["status"]["remediation"];
     assert_eq!(r["outcome"], "Succeeded", "{r}");
@@ -243,7 +284,7 @@ async fn assert_remediated_once(ns: &TestNs, t: &Value, before: &[Pod]) {
     let evictions = events.iter().filter(|e| e.starts_with("Evicted")).count();
     assert!(evictions <= 1, "evicted more than once: {events:?}");
     assert_eq!(
-        ledger_entries(ns).await.len(),
+        ledger_entries(ns, ledger).await.len(),
         1,
         "one unit of budget spent"
     );
@@ -256,7 +297,7 @@ async fn an_approved_proposal_evicts_that_pod_and_verifies_the_replacement() {
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
 
-    let t = expect_remediated(&ns, &pods).await;
+    let t = expect_remediated(&ns, &pods, &ledger_in(&ns)).await;
     assert_eq!(condition(&t, "Remediated")["status"], "True");
     let events = events_with(&ns, "net", &["Remediating", "Evicted", "Remediated"]).await;
     for reason in ["Remediating", "Evicted", "Remediated"] {
@@ -339,7 +380,7 @@ async fn a_replacement_that_fails_the_same_way_fails_the_remediation() {
             .any(|p| p.metadata.name.as_deref() == Some(replacement.as_str()))
     );
     assert_eq!(now.len(), pods.len());
-    assert_eq!(ledger_entries(&ns).await.len(), 1);
+    assert_eq!(ledger_entries(&ns, &ledger_in(&ns)).await.len(), 1);
     events_with(&ns, "net", &["RemediationFailed"]).await;
 }
 
@@ -366,9 +407,10 @@ async fn without_an_approval_nothing_is_ever_deleted() {
 #[tokio::test]
 async fn approving_another_proposal_is_refused() {
     let ns = TestNs::new("rem-mismatch").await;
-    let _op = Operator::start(&ns, &[]);
+    let chart = chart(&ns).await;
+    let _op = chart.start(&ns, "ato-0", &[], &[]);
     let (pods, _) = proposal_for_one_failing_pod(&ns, false).await;
-    approve(&ns, "net", "delete-pod-000000000000", "alice");
+    approve_in_person(&ns, "net", "delete-pod-000000000000", "alice");
     let t = assert_refused_and_untouched(&ns, "ProposalMismatch", &ids(&pods), "web").await;
     assert_eq!(
         t["status"]["phase"], "AwaitingApproval",
@@ -408,7 +450,8 @@ async fn an_expired_proposal_cannot_be_approved() {
 #[tokio::test]
 async fn a_pod_replaced_under_the_same_name_is_not_touched() {
     let ns = TestNs::new("rem-uid").await;
-    let _op = Operator::start(&ns, &[]);
+    let chart = chart(&ns).await;
+    let _op = chart.start(&ns, "ato-0", &[], &[]);
     let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
         "metadata": {"name": "db"},
         "spec": {
@@ -438,7 +481,7 @@ async fn a_pod_replaced_under_the_same_name_is_not_touched() {
     ]);
     let again = ns.wait_for_running_pods("app=db", 3, DEPLOY).await;
     assert_ne!(ids(&again), ids(&pods));
-    approve(
+    approve_in_person(
         &ns,
         "net",
         t["status"]["proposal"]["id"].as_str().unwrap(),
@@ -621,7 +664,7 @@ async fn a_pod_disruption_budget_blocks_until_it_allows() {
     );
 
     ns.kubectl_ok(&["delete", "pdb", "web"]);
-    expect_remediated(&ns, &pods).await;
+    expect_remediated(&ns, &pods, &ledger_in(&ns)).await;
 }
 
 #[tokio::test]
@@ -630,7 +673,7 @@ async fn budgets_and_cooldowns_survive_an_operator_restart() {
     let first = Operator::start(&ns, &[]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
-    expect_remediated(&ns, &pods).await;
+    expect_remediated(&ns, &pods, &ledger_in(&ns)).await;
     drop(first);
 
     let _second = Operator::start(&ns, &[]);
@@ -695,7 +738,7 @@ async fn crash_at(step: &str) {
     }
 
     let _fresh = Operator::start(&ns, &[]);
-    expect_remediated(&ns, &pods).await;
+    expect_remediated(&ns, &pods, &ledger_in(&ns)).await;
 }
 
 #[tokio::test]
@@ -811,7 +854,7 @@ async fn the_release_binary_ignores_crash_points() {
         &[("ATO_PAUSE_AT", "after-intent")],
     );
     approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
-    expect_remediated(&ns, &pods).await;
+    expect_remediated(&ns, &pods, &ledger_in(&ns)).await;
     assert!(!op.output().contains("paused for a crash test"));
 }
 
@@ -855,16 +898,67 @@ async fn a_triage_cannot_reach_into_another_namespace() {
 #[tokio::test]
 async fn a_spec_change_withdraws_an_approved_proposal() {
     let ns = TestNs::new("rem-rebind").await;
-    let _op = Operator::start(&ns, &[]);
+    let chart = chart(&ns).await;
+    let _op = chart.start(&ns, "ato-0", &[], &[]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     siblings_not_ready(&ns, &pods).await;
-    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    approve_in_person(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
     wait_for_refusal(&ns, "net", "NoReadySibling").await;
     let others = ns.deploy(&Workload::new("other", 2), DEPLOY).await;
     give_app_logs(&ns, &others, vec![healthy(), healthy()]).await;
     let patch = json!({"spec": {"target": {"selector": {"matchLabels": null, "matchExpressions": [
         {"key": "app", "operator": "In", "values": ["web", "other"]}]}}}});
+    // carol may patch the triage but not approve: her selector change passes admission.
     ns.kubectl_ok(&[
+        "create",
+        "role",
+        "triage-editor",
+        "--verb=get,patch",
+        "--resource=alerttriages.triage.dev",
+    ]);
+    ns.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "triage-editor-carol",
+        "--role=triage-editor",
+        "--user=carol",
+    ]);
+    let own = json!({"spec": {"approval": {"proposal": proposal["id"], "approvedBy": "carol"}}});
+    let refused = ns.kubectl(&[
+        "--as=carol",
+        "patch",
+        "alerttriage",
+        "net",
+        "--type",
+        "merge",
+        "-p",
+        &own.to_string(),
+    ]);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("may not approve"),
+        "carol may not approve: {refused:?}"
+    );
+    // Nor may she point the triage at another namespace (the chart's tenancy policy).
+    let away = json!({"spec": {"target": {"namespace": "kube-system"}}});
+    let refused = ns.kubectl(&[
+        "--as=carol",
+        "patch",
+        "alerttriage",
+        "net",
+        "--type",
+        "merge",
+        "-p",
+        &away.to_string(),
+    ]);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr)
+                .contains("spec.target.namespace must be this AlertTriage's own namespace"),
+        "carol may not retarget the triage: {refused:?}"
+    );
+    ns.kubectl_ok(&[
+        "--as=carol",
         "patch",
         "alerttriage",
         "net",
@@ -899,12 +993,13 @@ async fn a_spec_change_withdraws_an_approved_proposal() {
 #[tokio::test]
 async fn an_approval_with_no_proposal_waiting_is_ignored_visibly() {
     let ns = TestNs::new("rem-noprop").await;
-    let _op = Operator::start(&ns, &[]);
+    let chart = chart(&ns).await;
+    let _op = chart.start(&ns, "ato-0", &[], &[]);
     let pods = ns.deploy(&Workload::new("web", 2), DEPLOY).await;
     give_app_logs(&ns, &pods, vec![network_failure(), network_failure()]).await;
     create_triage(&ns, metering_triage("net", "web")).await;
     wait_for_phase(&ns, "net", &["Escalated"], VERDICT).await;
-    approve(&ns, "net", "delete-pod-000000000000", "alice");
+    approve_in_person(&ns, "net", "delete-pod-000000000000", "alice");
     let t = wait_for_refusal(&ns, "net", "ProposalMismatch").await;
     assert_eq!(t["status"]["phase"], "Escalated");
     assert_eq!(condition(&t, "ActionRequired")["status"], "True");
@@ -943,7 +1038,8 @@ async fn an_approver_who_may_not_evict_is_refused() {
 #[tokio::test]
 async fn a_forged_remediating_status_evicts_nothing() {
     let ns = TestNs::new("rem-forged").await;
-    let _op = Operator::start(&ns, &[]);
+    let chart = chart(&ns).await;
+    let _op = chart.start(&ns, "ato-0", &[], &[]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     let victim = &pods[0];
     let forged = json!({"status": {"phase": "Remediating", "remediation": {
@@ -976,6 +1072,9 @@ async fn a_forged_remediating_status_evicts_nothing() {
 
 /// A remediation in flight is pinned to the intent in the ledger: moving
 /// `spec.target.namespace` while a PodDisruptionBudget blocks the eviction redirects nothing.
+/// With the chart installed its tenancy policy refuses that change at admission (see
+/// `a_spec_change_withdraws_an_approved_proposal`); this runs the operator without it, to show
+/// the operator's own pinning holds when the policy is off or bypassed.
 /// The approved pod is evicted in its own namespace once the budget allows, its replacement
 /// there is verified, and the other namespace's pods are never touched or taken for it.
 #[tokio::test]
@@ -1025,7 +1124,7 @@ async fn a_blocked_remediation_is_not_redirected_by_a_spec_change() {
         }
     })
     .await;
-    assert_remediated_once(&ns, &t, &pods).await;
+    assert_remediated_once(&ns, &t, &pods, &ledger_in(&ns)).await;
     let replacement = t["status"]["remediation"]["replacement"].as_str().unwrap();
     assert!(
         !elsewhere
@@ -1041,18 +1140,17 @@ async fn a_blocked_remediation_is_not_redirected_by_a_spec_change() {
 #[tokio::test]
 async fn two_operators_racing_one_approval_evict_once() {
     let ns = TestNs::new("rem-race").await;
-    let first = Operator::start(&ns, &[]);
+    let chart = chart(&ns).await;
+    let first = chart.start(&ns, "ato-0", &[], &[]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
-    let second = Operator::start(&ns, &[]);
+    let second = chart.start(&ns, "ato-1", &[], &[]);
     second.wait_ready(Duration::from_secs(30)).await;
-    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
-    expect_remediated(&ns, &pods).await;
+    approve_in_person(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    expect_remediated(&ns, &pods, &chart_ledger(&chart)).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let t = wait_for_phase(&ns, "net", &["Remediated"], VERDICT).await;
     assert_eq!(t["status"]["remediation"]["outcome"], "Succeeded");
-    let ledger: ConfigMap = ns.api().get(LEDGER).await.unwrap();
-    let entries: Vec<Value> =
-        serde_json::from_str(&ledger.data.unwrap()["deletions.json"]).unwrap();
+    let entries = ledger_entries(&ns, &chart_ledger(&chart)).await;
     let ours = entries
         .iter()
         .filter(|e| e["proposal"] == proposal["id"])
@@ -1083,10 +1181,10 @@ fn skewed_clock(offset: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn start_skewed(ns: &TestNs, extra: &[&str], offset: &str) -> Operator {
+fn start_skewed(chart: &Charted, ns: &TestNs, extra: &[&str], offset: &str) -> Operator {
     let env = skewed_clock(offset);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Operator::start_with_env(ns, extra, &env)
+    chart.start(ns, "ato-skewed", extra, &env)
 }
 
 /// The skew is real: the operator measured the API server's clock `secs` away from its own.
@@ -1113,18 +1211,19 @@ async fn assert_measured_offset(op: &Operator, secs: i64) {
 #[tokio::test]
 async fn a_slow_clock_does_not_revive_an_expired_proposal() {
     let ns = TestNs::new("rem-skew-expiry").await;
-    let first = Operator::start(&ns, &["--proposal-ttl", "20s"]);
+    let chart = chart(&ns).await;
+    let first = chart.start(&ns, "ato-0", &["--proposal-ttl", "20s"], &[]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     drop(first);
     let expires: Timestamp = proposal["expiresAt"].as_str().unwrap().parse().unwrap();
     let wait = expires.duration_since(Timestamp::now()) + SignedDuration::from_secs(3);
     tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
-    let behind = start_skewed(&ns, &[], "-5m");
+    let behind = start_skewed(&chart, &ns, &[], "-5m");
     assert_measured_offset(&behind, 300).await;
     // On its own clock the proposal has more than four minutes left; on the server's it is gone.
     let t = wait_for_refusal(&ns, "net", "ProposalExpired").await;
     assert_eq!(t["status"]["phase"], "NoAction");
-    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    approve_in_person(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
     wait_for_refusal(&ns, "net", "ProposalMismatch").await;
     assert_eq!(ids(&live_pods(&ns, "web").await), ids(&pods));
 }
@@ -1133,13 +1232,14 @@ async fn a_slow_clock_does_not_revive_an_expired_proposal() {
 #[tokio::test]
 async fn a_fast_clock_does_not_expire_a_fresh_proposal() {
     let ns = TestNs::new("rem-skew-ahead").await;
-    let first = Operator::start(&ns, &["--proposal-ttl", "2m"]);
+    let chart = chart(&ns).await;
+    let first = chart.start(&ns, "ato-0", &["--proposal-ttl", "2m"], &[]);
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     drop(first);
-    let ahead = start_skewed(&ns, &["--proposal-ttl", "2m"], "+5m");
+    let ahead = start_skewed(&chart, &ns, &["--proposal-ttl", "2m"], "+5m");
     assert_measured_offset(&ahead, -300).await;
-    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
-    expect_remediated(&ns, &pods).await;
+    approve_in_person(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    expect_remediated(&ns, &pods, &chart_ledger(&chart)).await;
 }
 
 /// With the operator's clock 5 minutes behind, the siblings that existed before the eviction
@@ -1147,11 +1247,12 @@ async fn a_fast_clock_does_not_expire_a_fresh_proposal() {
 #[tokio::test]
 async fn a_slow_clock_takes_no_old_pod_for_the_replacement() {
     let ns = TestNs::new("rem-skew-replace").await;
-    let behind = start_skewed(&ns, &[], "-5m");
+    let chart = chart(&ns).await;
+    let behind = start_skewed(&chart, &ns, &[], "-5m");
     let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
     assert_measured_offset(&behind, 300).await;
-    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
-    let t = expect_remediated(&ns, &pods).await;
+    approve_in_person(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    let t = expect_remediated(&ns, &pods, &chart_ledger(&chart)).await;
     let replacement = t["status"]["remediation"]["replacement"].as_str().unwrap();
     assert!(
         !pods

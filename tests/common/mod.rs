@@ -13,6 +13,7 @@
 //! test loudly; nothing is ever skipped.
 #![allow(dead_code)]
 
+pub mod charted;
 mod cluster;
 pub mod helm;
 mod namespace;
