@@ -6,9 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{Operator, create_triage, events_for, give_app_logs, wait_for_phase};
+use common::charted::Charted;
+use common::operator::{create_triage, events_for, give_app_logs, wait_for_phase};
 use common::scenario::metering_triage;
-use common::{TestNs, Workload};
+use common::{APPROVER, TestNs, Workload};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::api::PostParams;
 use serde_json::{Value, json};
@@ -87,8 +88,11 @@ fn controls_in(v: &Value, found: &mut Vec<String>) {
 async fn no_planted_secret_or_escape_reaches_status_events_or_the_operator_log() {
     let ns = TestNs::new("redaction").await;
     // Two patterns of the user's own, one per line, as the chart passes them.
-    let op = Operator::start_with_env(
+    // The operator as the chart installs it (its ServiceAccount, RBAC and policies).
+    let chart = Charted::install(&ns, APPROVER, &["leaderElection.enabled=false"]).await;
+    let op = chart.start(
         &ns,
+        "ato-0",
         &[],
         &[("ATO_REDACT_PATTERNS", "CUST-[0-9]{6}\nORDER#[0-9]+")],
     );
