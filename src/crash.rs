@@ -1,5 +1,6 @@
-//! Crash points for the tests that kill the operator at an exact step of a remediation and
-//! check that a fresh one finishes it without acting twice. They exist only in builds with the
+//! Crash points for the tests that stop the operator at an exact step: of a remediation, to
+//! check that a fresh one finishes it without acting twice, or while gathering, to read a state
+//! that otherwise lasts under a second. They exist only in builds with the
 //! `crash-points` feature (the test command enables it): a release binary has none, so no
 //! environment variable can make a production leader stop halfway.
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::operator::{Operator, create_triage, give_app_logs, triage_resource, wait_for_phase};
 use common::scenario::{metering_triage, network_failure};
-use common::{PodLog, TestNs, Workload, show};
+use common::{PodLog, TestNs, Workload, eventually, show};
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -135,7 +135,11 @@ fn captured_triages_map_to_argo_cd_health() {
         ("unknown-runbook.json", "Healthy", "NoAction"),
         ("kstatus-stalled.json", "Degraded", "UnknownRunbook: "),
         ("kstatus-ready.json", "Healthy", "Escalated (RateLimited)"),
-        ("kstatus-reconciling.json", "Progressing", "Gathering: "),
+        (
+            "kstatus-reconciling.json",
+            "Progressing",
+            "Gathering: gathering evidence",
+        ),
         (
             "kstatus-unverified.json",
             "Degraded",
@@ -210,6 +214,48 @@ async fn live(ns: &TestNs, name: &str) -> Value {
     let api: Api<DynamicObject> =
         Api::namespaced_with(ns.client.clone(), &ns.name, &triage_resource());
     serde_json::to_value(api.get(name).await.unwrap()).unwrap()
+}
+
+/// Caught while it gathers (the operator paused right after recording it): kstatus
+/// `Reconciling=True`, and Argo CD sees Progressing. Too brief to catch without the pause.
+#[tokio::test]
+async fn a_triage_being_gathered_is_reconciling_and_progressing() {
+    let ns = TestNs::new("argocd-gathering").await;
+    let op = Operator::start_with_env(&ns, &[], &[("ATO_PAUSE_AT", "while-gathering")]);
+    create_triage(&ns, metering_triage("quiet", "armada-cluster")).await;
+    eventually(Duration::from_secs(60), || async {
+        if op.output().contains("paused for a crash test") {
+            Ok(())
+        } else {
+            Err(op.output())
+        }
+    })
+    .await;
+    let t = live(&ns, "quiet").await;
+    assert_eq!(t["status"]["phase"], "Gathering", "{}", t["status"]);
+    let reconciling = t["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Reconciling")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(reconciling["status"], "True", "{}", t["status"]);
+    // The fixture kstatus-reconciling.json is this object as captured (see its README).
+    if std::env::var_os("ATO_CAPTURE_FIXTURE").is_some() {
+        let mut t = t.clone();
+        t["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        println!("{}", serde_json::to_string_pretty(&t).unwrap());
+    }
+    expect(
+        &t,
+        "gathering",
+        "Progressing",
+        "Gathering: gathering evidence",
+    );
 }
 
 /// What the operator writes today, read back from the API server: Progressing before the

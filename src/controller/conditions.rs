@@ -134,7 +134,19 @@ pub fn set_kstatus(status: &mut AlertTriageStatus, previous: &[Condition], now: 
         phase,
         None | Some(Phase::Gathering) | Some(Phase::AwaitingApproval) | Some(Phase::Remediating)
     );
-    conditions.set(RECONCILING, reconciling, name, "");
+    // What it is reconciling towards, in the words of the condition that follows it.
+    let waits_on = match phase {
+        Some(Phase::AwaitingApproval) => ACTION_REQUIRED,
+        Some(Phase::Remediating) => REMEDIATED,
+        _ => TRIAGED,
+    };
+    let waiting = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == waits_on)
+        .filter(|_| reconciling)
+        .map_or("", |c| c.message.as_str());
+    conditions.set(RECONCILING, reconciling, name, waiting);
     conditions.set(READY, !reconciling && !stalled, name, "");
     status.conditions = conditions.into_vec();
 }
@@ -182,6 +194,23 @@ mod tests {
         assert_eq!(of(Some(Phase::AwaitingApproval)), (false, true, false));
         assert_eq!(of(Some(Phase::Remediating)), (false, true, false));
         assert_eq!(of(Some(Phase::Pending)), (false, false, true));
+
+        // Reconciling says what it waits for.
+        let mut status = AlertTriageStatus {
+            phase: Some(Phase::Gathering),
+            observed_generation: Some(1),
+            ..AlertTriageStatus::default()
+        };
+        let mut conditions = Conditions::new(&[], 1, now);
+        conditions.set(TRIAGED, false, "Gathering", "gathering evidence");
+        status.conditions = conditions.into_vec();
+        set_kstatus(&mut status, &[], now);
+        let reconciling = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == RECONCILING)
+            .unwrap();
+        assert_eq!(reconciling.message, "gathering evidence");
         for done in [
             Phase::Remediated,
             Phase::RemediationFailed,

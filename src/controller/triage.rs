@@ -14,6 +14,7 @@ use super::propose::{Proposed, propose};
 use super::record::{Note, Record};
 use super::resolve::{Resolved, Unworkable, resolve};
 use super::{Context, Error, facts, requeue_until};
+use crate::crash;
 use crate::crd::{self, AlertTriage, AlertTriageStatus, Evidence, Phase};
 use crate::evidence;
 use crate::runbook::{AssessInput, EnvInfo, PodInput, RelatedInput, Verdict};
@@ -74,6 +75,7 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
             ),
         );
         record.write(gathering, Some(note)).await?;
+        crash::point("while-gathering").await;
     }
 
     let plan = resolved.plan(obj, ctx, now);
