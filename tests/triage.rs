@@ -794,13 +794,13 @@ async fn an_old_alert_is_judged_on_its_own_window_and_a_fresh_one_up_to_now() {
     assert_eq!(e["matches"], json!({"RateLimited": 29}), "{e:#}");
 }
 
-#[tokio::test]
-async fn failures_only_before_a_restart_name_the_restart_and_propose_no_deletion() {
-    let ns = TestNs::new("restarted").await;
-    let _op = Operator::start(&ns, &[]);
+/// Two pods; the first restarted `mins` minutes ago, its previous container logged network
+/// failures and the current one has logged clean since. Returns the pods, their names and the
+/// restart time.
+async fn restarted_pod(ns: &TestNs, mins: i64) -> (Vec<Pod>, Vec<String>, Timestamp) {
     let pods = ns.deploy(&Workload::new("armada-cluster", 2), DEPLOY).await;
     let names = pod_names(&pods);
-    let restarted_at = ago(15);
+    let restarted_at = ago(mins);
     ns.patch_pod_status(
         &names[0],
         json!({"containerStatuses": [{
@@ -812,14 +812,52 @@ async fn failures_only_before_a_restart_name_the_restart_and_propose_no_deletion
         }]}),
     )
     .await;
-    // The current container has logged clean for 15 minutes; the one before it failed.
+    // The current container has logged clean since the restart; the one before it failed.
     let current = PodLog::lines(repeat(vec!["reconciling worker".to_string()], 16))
-        .spread_over(Duration::from_secs(15 * 60));
+        .spread_over(Duration::from_secs(mins as u64 * 60));
     let previous = PodLog::lines(repeat(network_failure(), 5));
     ns.attach_logs(&names[0], "app", &current, Some(&previous))
         .await;
     ns.attach_logs(&names[1], "app", &PodLog::lines(healthy()), None)
         .await;
+    (pods, names, restarted_at)
+}
+
+fn restart_note(name: &str, restarted_at: Timestamp) -> String {
+    format!(
+        "the failures of pod {name} are all in the container that ran before the restart at {}; the current container has been clean for",
+        restarted_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+}
+
+/// Restarted 2 minutes ago: too soon to call it recovered, so the deletion is still proposed,
+/// and the approver is told about the restart where they approve.
+#[tokio::test]
+async fn failures_only_before_a_recent_restart_are_proposed_with_the_restart_named() {
+    let ns = TestNs::new("restarted-recent").await;
+    let _op = Operator::start(&ns, &[]);
+    let (_, names, restarted_at) = restarted_pod(&ns, 2).await;
+    create_triage(&ns, metering_triage("rst", "armada-cluster")).await;
+    let t = wait_for_phase(&ns, "rst", &["AwaitingApproval"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["proposal"]["pod"], names[0].as_str(), "{s:#}");
+    let said = restart_note(&names[0], restarted_at);
+    let asked = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ActionRequired")
+        .unwrap();
+    for text in [&s["recommendation"]["reason"], &asked["message"]] {
+        assert!(text.as_str().unwrap().contains(&said), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn failures_only_before_a_restart_name_the_restart_and_propose_no_deletion() {
+    let ns = TestNs::new("restarted").await;
+    let _op = Operator::start(&ns, &[]);
+    let (pods, names, restarted_at) = restarted_pod(&ns, 15).await;
     create_triage(&ns, metering_triage("rst", "armada-cluster")).await;
 
     let t = wait_for_phase(&ns, "rst", &["NoAction"], VERDICT).await;
@@ -828,11 +866,7 @@ async fn failures_only_before_a_restart_name_the_restart_and_propose_no_deletion
     assert_eq!(s["classification"]["scope"], "SinglePod");
     assert_eq!(s["recommendation"]["action"], "None");
     assert!(s["proposal"].is_null(), "{s:#}");
-    let said = format!(
-        "the failures of pod {} are all in the container that ran before the restart at {}; the current container has been clean for",
-        names[0],
-        restarted_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    );
+    let said = restart_note(&names[0], restarted_at);
     for reason in [
         &s["classification"]["reason"],
         &s["recommendation"]["reason"],

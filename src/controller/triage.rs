@@ -243,7 +243,11 @@ fn verdict_status(
     let (needs_human, reason, message) = match action {
         crd::Action::DeletePod => match proposed {
             Proposed::Proposal(p) => {
-                let message = format!("approve proposal {} to delete pod {}", p.id, p.pod);
+                // The approver reads why here, restart notes included.
+                let message = format!(
+                    "approve proposal {} to delete pod {}: {}",
+                    p.id, p.pod, verdict.recommendation.reason
+                );
                 status.proposal = Some(p);
                 (true, "AwaitingApproval", message)
             }
