@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::operator::{Operator, create_triage, give_app_logs, triage_resource, wait_for_phase};
 use common::scenario::{metering_triage, network_failure};
-use common::{PodLog, TestNs, Workload, eventually, show};
+use common::{PodLog, TestNs, Workload, show};
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -223,14 +223,7 @@ async fn a_triage_being_gathered_is_reconciling_and_progressing() {
     let ns = TestNs::new("argocd-gathering").await;
     let op = Operator::start_with_env(&ns, &[], &[("ATO_PAUSE_AT", "while-gathering")]);
     create_triage(&ns, metering_triage("quiet", "armada-cluster")).await;
-    eventually(Duration::from_secs(60), || async {
-        if op.output().contains("paused for a crash test") {
-            Ok(())
-        } else {
-            Err(op.output())
-        }
-    })
-    .await;
+    op.wait_for_pause(Duration::from_secs(60)).await;
     let t = live(&ns, "quiet").await;
     assert_eq!(t["status"]["phase"], "Gathering", "{}", t["status"]);
     let reconciling = t["status"]["conditions"]

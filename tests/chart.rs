@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::helm::deployment_env;
 use common::operator::{Operator, create_triage, events_with, wait_for_phase};
 use common::scenario::network_failure;
 use common::{DeleteOnDrop, PodLog, TestNs, Workload, cluster, eventually, show};
@@ -695,30 +696,6 @@ fn callback_line(controller: &str) -> String {
         .to_string()
 }
 
-/// The Deployment's environment as the chart renders it, for a process outside the cluster.
-fn chart_env(docs: &[Value], pod: &str, namespace: &str) -> Vec<(String, String)> {
-    let deployment = docs
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .expect("a Deployment");
-    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| {
-            let name = e["name"].as_str().unwrap().to_string();
-            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-                Some("metadata.name") => pod.to_string(),
-                Some("metadata.namespace") => namespace.to_string(),
-                Some(other) => panic!("unexpected fieldRef {other}"),
-                None => e["value"].as_str().unwrap().to_string(),
-            };
-            // The harness gives every operator a free port of its own.
-            (name != "ATO_HTTP_ADDRESS").then_some((name, value))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_operator_runs_with_only_the_charts_identity_and_rbac() {
     let ns = TestNs::new("chart-sa").await;
@@ -751,7 +728,7 @@ async fn the_operator_runs_with_only_the_charts_identity_and_rbac() {
     ns.cluster
         .service_account_kubeconfig(&ns.name, fullname, &kubeconfig)
         .await;
-    let env = chart_env(&docs, "ato-0", &ns.name);
+    let env = deployment_env(&docs, "ato-0", &ns.name);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let kubeconfig_arg = kubeconfig.to_string_lossy().into_owned();
     let op = Operator::start_raw(

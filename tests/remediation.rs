@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::process::Output;
 use std::time::Duration;
 
 use common::charted::Charted;
@@ -96,9 +97,12 @@ async fn pdb_allowing_no_eviction(ns: &TestNs) {
     ns.api().create(&PostParams::default(), &pdb).await.unwrap();
 }
 
-fn approve(ns: &TestNs, name: &str, proposal: &str, by: &str) {
-    let patch = json!({"spec": {"approval": {"proposal": proposal, "approvedBy": by}}}).to_string();
-    ns.kubectl_ok(&[
+/// A merge patch of triage `name`, as admin or as `user`; the output, to check.
+fn patch_triage(ns: &TestNs, user: Option<&str>, name: &str, patch: &Value) -> Output {
+    let user = user.map(|u| format!("--as={u}"));
+    let patch = patch.to_string();
+    let mut args: Vec<&str> = user.iter().map(String::as_str).collect();
+    args.extend([
         "patch",
         "alerttriage",
         name,
@@ -107,6 +111,17 @@ fn approve(ns: &TestNs, name: &str, proposal: &str, by: &str) {
         "-p",
         &patch,
     ]);
+    ns.kubectl(&args)
+}
+
+fn approval(proposal: &str, by: &str) -> Value {
+    json!({"spec": {"approval": {"proposal": proposal, "approvedBy": by}}})
+}
+
+/// Admin sets the approval in `by`'s name (no approval policy is installed for these tests).
+fn approve(ns: &TestNs, name: &str, proposal: &str, by: &str) {
+    let out = patch_triage(ns, None, name, &approval(proposal, by));
+    assert!(out.status.success(), "approving: {out:?}");
 }
 
 /// The attack tests run the operator as the chart installs it: its ServiceAccount, RBAC and
@@ -118,17 +133,8 @@ async fn chart(ns: &TestNs) -> Charted {
 
 /// `by` approves, as themself (the approval policy refuses an approval in another's name).
 fn approve_in_person(ns: &TestNs, name: &str, proposal: &str, by: &str) {
-    let patch = json!({"spec": {"approval": {"proposal": proposal, "approvedBy": by}}}).to_string();
-    ns.kubectl_ok(&[
-        &format!("--as={by}"),
-        "patch",
-        "alerttriage",
-        name,
-        "--type",
-        "merge",
-        "-p",
-        &patch,
-    ]);
+    let out = patch_triage(ns, Some(by), name, &approval(proposal, by));
+    assert!(out.status.success(), "{by} approving: {out:?}");
 }
 
 fn condition<'a>(t: &'a Value, type_: &str) -> &'a Value {
@@ -703,24 +709,24 @@ async fn budgets_and_cooldowns_survive_an_operator_restart() {
     assert_eq!(ids(&live_pods(&ns, "web").await), ids(&now));
 }
 
+/// A proposal for one failing pod, approved, and the operator that acts on it killed
+/// (SIGKILL) where `ATO_PAUSE_AT=step` stops it; returns the pods as they were.
+async fn approved_then_killed_at(ns: &TestNs, step: &str) -> Vec<Pod> {
+    let watcher = Operator::start(ns, &[]);
+    let (pods, proposal) = proposal_for_one_failing_pod(ns, false).await;
+    drop(watcher);
+    let mut doomed = Operator::start_with_env(ns, &[], &[("ATO_PAUSE_AT", step)]);
+    approve(ns, "net", proposal["id"].as_str().unwrap(), "alice");
+    doomed.wait_for_pause(REMEDIATION).await;
+    assert!(doomed.is_running());
+    doomed.kill();
+    pods
+}
+
 /// Kills the operator (SIGKILL) where `ATO_PAUSE_AT` stops it, then lets a fresh one finish.
 async fn crash_at(step: &str) {
     let ns = TestNs::new(&format!("rem-crash-{step}")).await;
-    let watcher = Operator::start(&ns, &[]);
-    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
-    drop(watcher);
-    let mut doomed = Operator::start_with_env(&ns, &[], &[("ATO_PAUSE_AT", step)]);
-    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
-    eventually(REMEDIATION, || async {
-        if doomed.output().contains("paused for a crash test") {
-            Ok(())
-        } else {
-            Err(doomed.output())
-        }
-    })
-    .await;
-    assert!(doomed.is_running());
-    doomed.kill();
+    let pods = approved_then_killed_at(&ns, step).await;
 
     let t = wait_for_phase(&ns, "net", &["Remediating"], VERDICT).await;
     let evicted = t["status"]["remediation"]["evictedAt"].is_string();
@@ -762,20 +768,7 @@ async fn a_kill_during_verification_finishes_the_record() {
 #[tokio::test]
 async fn an_alert_resolved_between_intent_and_eviction_evicts_nothing() {
     let ns = TestNs::new("rem-abandon").await;
-    let watcher = Operator::start(&ns, &[]);
-    let (pods, proposal) = proposal_for_one_failing_pod(&ns, false).await;
-    drop(watcher);
-    let mut doomed = Operator::start_with_env(&ns, &[], &[("ATO_PAUSE_AT", "after-intent")]);
-    approve(&ns, "net", proposal["id"].as_str().unwrap(), "alice");
-    eventually(REMEDIATION, || async {
-        if doomed.output().contains("paused for a crash test") {
-            Ok(())
-        } else {
-            Err(doomed.output())
-        }
-    })
-    .await;
-    doomed.kill();
+    let pods = approved_then_killed_at(&ns, "after-intent").await;
     let t = wait_for_phase(&ns, "net", &["Remediating"], VERDICT).await;
     assert!(t["status"]["remediation"]["evictedAt"].is_null());
 
@@ -923,17 +916,8 @@ async fn a_spec_change_withdraws_an_approved_proposal() {
         "--role=triage-editor",
         "--user=carol",
     ]);
-    let own = json!({"spec": {"approval": {"proposal": proposal["id"], "approvedBy": "carol"}}});
-    let refused = ns.kubectl(&[
-        "--as=carol",
-        "patch",
-        "alerttriage",
-        "net",
-        "--type",
-        "merge",
-        "-p",
-        &own.to_string(),
-    ]);
+    let own = approval(proposal["id"].as_str().unwrap(), "carol");
+    let refused = patch_triage(&ns, Some("carol"), "net", &own);
     assert!(
         !refused.status.success()
             && String::from_utf8_lossy(&refused.stderr).contains("may not approve"),
@@ -941,32 +925,15 @@ async fn a_spec_change_withdraws_an_approved_proposal() {
     );
     // Nor may she point the triage at another namespace (the chart's tenancy policy).
     let away = json!({"spec": {"target": {"namespace": "kube-system"}}});
-    let refused = ns.kubectl(&[
-        "--as=carol",
-        "patch",
-        "alerttriage",
-        "net",
-        "--type",
-        "merge",
-        "-p",
-        &away.to_string(),
-    ]);
+    let refused = patch_triage(&ns, Some("carol"), "net", &away);
     assert!(
         !refused.status.success()
             && String::from_utf8_lossy(&refused.stderr)
                 .contains("spec.target.namespace must be this AlertTriage's own namespace"),
         "carol may not retarget the triage: {refused:?}"
     );
-    ns.kubectl_ok(&[
-        "--as=carol",
-        "patch",
-        "alerttriage",
-        "net",
-        "--type",
-        "merge",
-        "-p",
-        &patch.to_string(),
-    ]);
+    let out = patch_triage(&ns, Some("carol"), "net", &patch);
+    assert!(out.status.success(), "carol's selector change: {out:?}");
     let t = wait_for_triage(&ns, "net", VERDICT, |t| {
         let fresh = t["status"]["observedGeneration"] == t["metadata"]["generation"];
         let settled = t["status"]["phase"] != "Gathering";

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::helm::{apply_ok, cleanup, documents, of_kind, render, set_list};
+use super::helm::{apply_ok, cleanup, deployment_env, documents, of_kind, render, set_list};
 use super::operator::Operator;
 use super::{DeleteOnDrop, TestNs, eventually};
 
@@ -117,38 +117,13 @@ impl Charted {
         .await;
     }
 
-    /// The Deployment's environment for a process outside the cluster, named `pod`.
-    fn env(&self, pod: &str) -> Vec<(String, String)> {
-        let deployment = self
-            .docs
-            .iter()
-            .find(|d| d["kind"] == "Deployment")
-            .expect("a Deployment");
-        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| {
-                let name = e["name"].as_str().unwrap().to_string();
-                let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-                    Some("metadata.name") => pod.to_string(),
-                    Some("metadata.namespace") => self.release.name.clone(),
-                    Some(other) => panic!("unexpected fieldRef {other}"),
-                    None => e["value"].as_str().unwrap().to_string(),
-                };
-                // The harness gives every operator a free port of its own.
-                (name != "ATO_HTTP_ADDRESS").then_some((name, value))
-            })
-            .collect()
-    }
-
     /// Runs the operator as the chart's ServiceAccount with the chart's environment, plus
     /// `extra` flags and `env` (which win over the chart's).
     pub fn start(&self, ns: &TestNs, pod: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
         let kubeconfig = self.kubeconfig.to_string_lossy().into_owned();
         let mut args = vec!["run", "--kubeconfig", &kubeconfig];
         args.extend_from_slice(extra);
-        let mut all = self.env(pod);
+        let mut all = deployment_env(&self.docs, pod, &self.release.name);
         all.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
         let mut all: Vec<(&str, &str)> =
             all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -119,3 +119,28 @@ pub fn cleanup(docs: &[&Value]) -> Vec<DeleteOnDrop> {
 pub fn set_list(key: &str, items: &[&str]) -> String {
     format!("{key}={{{}}}", items.join(","))
 }
+
+/// The environment the chart's Deployment gives the operator, for a process run outside the
+/// cluster as pod `pod` of namespace `namespace`.
+pub fn deployment_env(docs: &[Value], pod: &str, namespace: &str) -> Vec<(String, String)> {
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("metadata.name") => pod.to_string(),
+                Some("metadata.namespace") => namespace.to_string(),
+                Some(other) => panic!("unexpected fieldRef {other}"),
+                None => e["value"].as_str().unwrap().to_string(),
+            };
+            // The harness gives every operator a free port of its own.
+            (name != "ATO_HTTP_ADDRESS").then_some((name, value))
+        })
+        .collect()
+}

@@ -196,6 +196,18 @@ impl Operator {
         panic!("{series} never reached the expected value; last seen {last:?}");
     }
 
+    /// Waits until the operator stops at its `ATO_PAUSE_AT` step (crash-points builds).
+    pub async fn wait_for_pause(&self, timeout: Duration) {
+        eventually(timeout, || async {
+            if self.output().contains("paused for a crash test") {
+                Ok(())
+            } else {
+                Err(self.output())
+            }
+        })
+        .await;
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
