@@ -33,10 +33,18 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller against the cluster in KUBECONFIG (or in-cluster config).
     Run(Box<RunArgs>),
-    /// Print the AlertTriage CustomResourceDefinition as YAML (what `crds/` holds).
-    Crd,
+    /// Print the CustomResourceDefinitions (AlertTriage, Runbook, ClusterRunbook) as YAML.
+    Crd(CrdArgs),
     /// Replay a folder of log files against a runbook and print the verdict.
     Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CrdArgs {
+    /// Write each CRD to its own file in this directory, as `crds/` holds them, instead of
+    /// printing them all.
+    #[arg(long, env = "ATO_CRD_DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

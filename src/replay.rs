@@ -78,7 +78,7 @@ struct Report<'a> {
     alert: &'a str,
     window: Window,
     /// Failure records per category across all pods.
-    matches: BTreeMap<&'static str, u64>,
+    matches: BTreeMap<&'a str, u64>,
     containers_read: &'a BTreeSet<String>,
     containers_skipped: &'a BTreeSet<String>,
     pods: Vec<PodReport<'a>>,

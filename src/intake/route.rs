@@ -35,7 +35,7 @@ pub struct Namespaces {
 /// The runbook for an alert: today the built-in catalog matched by alert name and labels.
 /// The one place routing is decided, so Runbook resources can be added here.
 pub fn route<'a>(catalog: &'a Catalog, alert: &crd::Alert) -> Option<&'a Runbook> {
-    catalog.select(None, alert).ok()
+    catalog.select(None, alert).ok().map(|r| &**r)
 }
 
 /// The namespace the alert's triage lives in. An alert that names a namespace goes there or

@@ -1,11 +1,10 @@
 //! The runbooks the operator knows, and choosing one for an alert.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 
 use super::RunbookError;
-use super::compile;
 use super::model::Runbook;
 use crate::crd::Alert;
 
@@ -22,7 +21,7 @@ static BUILTIN: LazyLock<Catalog> = LazyLock::new(|| {
 /// A set of validated runbooks, in the order they were given.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    runbooks: Vec<Runbook>,
+    runbooks: Vec<Arc<Runbook>>,
 }
 
 /// Why no runbook could be chosen for a triage.
@@ -42,7 +41,7 @@ impl Catalog {
 
     /// Parses and validates runbooks; each string may hold several `---`-separated documents.
     pub fn from_yaml(docs: &[&str]) -> Result<Catalog, RunbookError> {
-        let mut runbooks: Vec<Runbook> = Vec::new();
+        let mut runbooks: Vec<Arc<Runbook>> = Vec::new();
         let documents = docs
             .iter()
             .flat_map(|d| serde_yaml::Deserializer::from_str(d));
@@ -51,17 +50,16 @@ impl Catalog {
                 index: i + 1,
                 source,
             })?;
-            runbook.validate()?;
-            compile::check(&runbook)?;
+            runbook.check()?;
             if runbooks.iter().any(|r| r.id == runbook.id) {
                 return Err(RunbookError::Duplicate { id: runbook.id });
             }
-            runbooks.push(runbook);
+            runbooks.push(Arc::new(runbook));
         }
         Ok(Catalog { runbooks })
     }
 
-    pub fn runbooks(&self) -> &[Runbook] {
+    pub fn runbooks(&self) -> &[Arc<Runbook>] {
         &self.runbooks
     }
 
@@ -70,7 +68,11 @@ impl Catalog {
     }
 
     /// The requested runbook, or else the first whose alert patterns match the alert.
-    pub fn select(&self, requested: Option<&str>, alert: &Alert) -> Result<&Runbook, SelectError> {
+    pub fn select(
+        &self,
+        requested: Option<&str>,
+        alert: &Alert,
+    ) -> Result<&Arc<Runbook>, SelectError> {
         let known = || self.ids().into_iter().map(String::from).collect();
         match requested {
             Some(id) => {
