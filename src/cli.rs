@@ -60,6 +60,12 @@ pub struct RunArgs {
     #[arg(long, env = "ATO_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
 
+    /// Use ClusterRunbooks (which needs cluster-wide `list`/`watch` on them). Off, only
+    /// Runbooks in the watched namespaces and the built-in runbooks are used: for an
+    /// installation with no cluster-wide rights (the chart's namespaced mode).
+    #[arg(long, env = "ATO_CLUSTER_RUNBOOKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cluster_runbooks: bool,
+
     /// Namespaces whose AlertTriages may target pods in another namespace
     /// (`spec.target.namespace`). A triage anywhere else reads and acts only in its own
     /// namespace; one that names another is refused (Stalled) and reads nothing.

@@ -72,7 +72,7 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         eviction_client: Client::try_from(eviction_config)?,
         recorder: Recorder::new(client.clone(), reporter),
         config: Config::from(args),
-        runbooks: Runbooks::start(&client, &args.namespaces),
+        runbooks: Runbooks::start(&client, &args.namespaces, args.cluster_runbooks),
         compiled: CompiledCache::default(),
         metrics,
         triage_slots: Semaphore::new(args.max_concurrent_triages.max(1)),

@@ -346,6 +346,10 @@ async fn rbac_grants_exactly_the_verbs_the_operator_uses_and_no_secrets() {
     let mut expected = vec![
         rule("triage.dev", "alerttriages", &["get", "list", "watch"]),
         rule("triage.dev", "alerttriages/status", &["patch"]),
+        rule("triage.dev", "runbooks", &["get", "list", "watch"]),
+        rule("triage.dev", "runbooks/status", &["patch"]),
+        rule("triage.dev", "clusterrunbooks", &["get", "list", "watch"]),
+        rule("triage.dev", "clusterrunbooks/status", &["patch"]),
         rule("", "pods", &["get", "list"]),
         rule("", "pods/log", &["get"]),
         rule("", "pods/eviction", &["create"]),

@@ -11,11 +11,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::DeleteOnDrop;
 use common::operator::{
     Operator, create_triage, give_app_logs, run_args, wait_for_phase, wait_for_triage,
 };
-use common::{TestNs, Workload, eventually};
+use common::{DeleteOnDrop, TestNs, Workload, eventually};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -62,6 +61,7 @@ fn unique(ns: &TestNs) -> String {
 }
 
 async fn create_cluster_runbook(ns: &TestNs, doc: &Value) -> DeleteOnDrop {
+    ns.cluster.install_crds();
     let api: Api<DynamicObject> = Api::all_with(
         ns.client.clone(),
         &resource("ClusterRunbook", "clusterrunbooks"),
@@ -83,6 +83,7 @@ fn runbooks(ns: &TestNs) -> Api<DynamicObject> {
 }
 
 async fn create_runbook(ns: &TestNs, doc: &Value) {
+    ns.cluster.install_crds();
     let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
     runbooks(ns)
         .create(&PostParams::default(), &obj)

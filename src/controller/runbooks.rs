@@ -178,15 +178,16 @@ fn load(obj: &DynamicObject) -> Checked {
 pub struct Runbooks {
     builtin: &'static Catalog,
     namespaced: Vec<Store<DynamicObject>>,
-    cluster: Store<DynamicObject>,
+    /// None when ClusterRunbooks are not used (`--cluster-runbooks=false`).
+    cluster: Option<Store<DynamicObject>>,
     checker: Arc<Checker>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Runbooks {
-    /// Watches Runbooks in `namespaces` (all namespaces when empty) and every ClusterRunbook,
-    /// checks each generation and reports it in the object's status.
-    pub fn start(client: &Client, namespaces: &[String]) -> Runbooks {
+    /// Watches Runbooks in `namespaces` (all namespaces when empty) and, with `cluster`, every
+    /// ClusterRunbook; checks each generation and reports it in the object's status.
+    pub fn start(client: &Client, namespaces: &[String], cluster: bool) -> Runbooks {
         let checker = Arc::new(Checker::default());
         let mut tasks = Vec::new();
         let namespaced_type = ApiResource::erase::<RunbookResource>(&());
@@ -205,13 +206,16 @@ impl Runbooks {
             tasks.push(task);
         }
         let cluster_type = ApiResource::erase::<ClusterRunbook>(&());
-        let (cluster, task) = watch(
-            client,
-            Api::all_with(client.clone(), &cluster_type),
-            &cluster_type,
-            &checker,
-        );
-        tasks.push(task);
+        let cluster = cluster.then(|| {
+            let (store, task) = watch(
+                client,
+                Api::all_with(client.clone(), &cluster_type),
+                &cluster_type,
+                &checker,
+            );
+            tasks.push(task);
+            store
+        });
         Runbooks {
             builtin: Catalog::builtin(),
             namespaced,
@@ -224,7 +228,7 @@ impl Runbooks {
     /// Whether both kinds have been listed, waiting up to `wait`: until then a triage could be
     /// given a runbook that an object not yet seen overrides.
     pub async fn synced(&self, wait: std::time::Duration) -> bool {
-        let stores = self.namespaced.iter().chain([&self.cluster]);
+        let stores = self.namespaced.iter().chain(&self.cluster);
         let all = futures::future::join_all(stores.map(Store::wait_until_ready));
         matches!(tokio::time::timeout(wait, all).await, Ok(r) if r.iter().all(Result::is_ok))
     }
@@ -251,7 +255,7 @@ impl Runbooks {
                 .filter(|o| o.metadata.namespace.as_deref() == Some(namespace))
                 .collect(),
         );
-        let cluster = by_name(self.cluster.state());
+        let cluster = by_name(self.cluster.iter().flat_map(Store::state).collect());
         let objects = namespaced
             .iter()
             .map(|o| (RunbookResource::kind(&()), o))
