@@ -158,6 +158,14 @@ async fn a_cluster_runbook_triages_pods_and_a_namespaced_runbook_overrides_it_in
     let ready = ready_condition(&clusterrunbooks, &id).await;
     assert_eq!(ready["status"], "True", "{ready}");
     assert_eq!(ready["reason"], "Valid", "{ready}");
+    // The printer column's list: the runbook's own categories, in order of precedence.
+    let status =
+        serde_json::to_value(clusterrunbooks.get(&id).await.unwrap()).unwrap()["status"].clone();
+    assert_eq!(
+        status["categories"],
+        json!(["OutOfMemory", "BadConfig", "Crash"]),
+        "{status}"
+    );
     let ready = ready_condition(&runbooks(&overridden), &id).await;
     assert_eq!(ready["status"], "True", "{ready}");
 

@@ -354,7 +354,14 @@ async fn report(client: &Client, resource: &ApiResource, checked: &Checked, obj:
         .unwrap_or_default();
     let ready = current.conditions.iter().find(|c| c.type_ == READY);
     let same = |c: &&Condition| c.status == status && c.reason == reason && c.message == message;
-    if current.observed_generation == Some(generation) && ready.filter(same).is_some() {
+    let categories: Vec<String> = checked
+        .as_ref()
+        .map(|r| r.categories().map(|c| c.as_str().to_string()).collect())
+        .unwrap_or_default();
+    if current.observed_generation == Some(generation)
+        && current.categories == categories
+        && ready.filter(same).is_some()
+    {
         return;
     }
     let since = ready.filter(|c| c.status == status).map_or_else(
@@ -363,6 +370,7 @@ async fn report(client: &Client, resource: &ApiResource, checked: &Checked, obj:
     );
     let new = crate::crd::RunbookStatus {
         observed_generation: Some(generation),
+        categories,
         conditions: vec![Condition {
             type_: READY.to_string(),
             status: status.to_string(),

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(
         name = "Categories",
         type_ = "string",
-        json_path = ".spec.categories[*].category"
+        json_path = ".status.categories"
     ),
     printcolumn(
         name = "Ready",
@@ -54,7 +54,7 @@ pub struct RunbookSpec(pub crate::runbook::Runbook);
     printcolumn(
         name = "Categories",
         type_ = "string",
-        json_path = ".spec.categories[*].category"
+        json_path = ".status.categories"
     ),
     printcolumn(
         name = "Ready",
@@ -77,6 +77,10 @@ pub struct RunbookStatus {
     /// The generation of spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The categories a verdict of this runbook can name, in order of precedence (for the
+    /// printer column: a column shows one value of a list inside `spec`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
     /// `Ready`: True when the runbook is valid and used; False with reason `Invalid` and the
     /// field and error in the message when it is not used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

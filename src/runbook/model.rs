@@ -310,6 +310,11 @@ impl Runbook {
         out
     }
 
+    /// The categories of its rules, in order of precedence.
+    pub fn categories(&self) -> impl Iterator<Item = &Category> {
+        self.categories.iter().map(|r| &r.category)
+    }
+
     /// The category whose verdict reports related services.
     pub fn related_category(&self) -> Option<&Category> {
         self.related_services.as_ref().map(|r| &r.category)
