@@ -37,6 +37,20 @@ pub enum Command {
     Crd(CrdArgs),
     /// Replay a folder of log files against a runbook and print the verdict.
     Replay(ReplayArgs),
+    /// Work with runbook files offline.
+    #[command(subcommand)]
+    Runbook(RunbookCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunbookCommand {
+    /// Check runbook files (bare runbooks or Runbook/ClusterRunbook manifests) as the operator
+    /// would, without logs; fails when any is invalid.
+    Check {
+        /// The files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use alert_triage_operator::cli::{Cli, Command};
+use alert_triage_operator::cli::{Cli, Command, RunbookCommand};
 use alert_triage_operator::{crd, replay, runtime, telemetry};
 use clap::Parser;
 
@@ -11,6 +11,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd(args) => crd(args.dir.as_deref()),
         Command::Replay(args) => replay::run(&args, &mut std::io::stdout().lock()),
+        Command::Runbook(RunbookCommand::Check { files }) => {
+            replay::check_runbooks(&files, &mut std::io::stdout().lock())
+        }
         Command::Run(args) => run(*args).await,
     };
     match result {

@@ -39,18 +39,29 @@ impl Catalog {
         &BUILTIN
     }
 
-    /// Parses and validates runbooks; each string may hold several `---`-separated documents.
+    /// Parses and validates runbooks; each string may hold several `---`-separated documents,
+    /// each a bare runbook (like the built-in files) or a `Runbook`/`ClusterRunbook` manifest.
     pub fn from_yaml(docs: &[&str]) -> Result<Catalog, RunbookError> {
         let mut runbooks: Vec<Arc<Runbook>> = Vec::new();
-        let documents = docs
-            .iter()
-            .flat_map(|d| serde_yaml::Deserializer::from_str(d));
-        for (i, document) in documents.enumerate() {
-            let runbook = Runbook::deserialize(document).map_err(|source| RunbookError::Parse {
+        let documents = || {
+            docs.iter()
+                .flat_map(|d| serde_yaml::Deserializer::from_str(d))
+        };
+        let values = documents().map(serde_yaml::Value::deserialize);
+        for (i, (document, value)) in documents().zip(values).enumerate() {
+            let parse = |source| RunbookError::Parse {
                 index: i + 1,
                 source,
-            })?;
-            runbook.check()?;
+            };
+            let runbook = match manifest_spec(value.map_err(parse)?) {
+                // Through text again, so errors name the field inside `spec`.
+                Some(spec) => Runbook::load(&serde_yaml::to_string(&spec).map_err(parse)?)?,
+                None => {
+                    let runbook = Runbook::deserialize(document).map_err(parse)?;
+                    runbook.check()?;
+                    runbook
+                }
+            };
             if runbooks.iter().any(|r| r.id == runbook.id) {
                 return Err(RunbookError::Duplicate { id: runbook.id });
             }
@@ -93,6 +104,22 @@ impl Catalog {
                     known: known(),
                 }),
         }
+    }
+}
+
+/// The `spec` of a Runbook or ClusterRunbook manifest; None for a bare runbook document.
+fn manifest_spec(doc: serde_yaml::Value) -> Option<serde_yaml::Value> {
+    let kind = doc.get("kind").and_then(serde_yaml::Value::as_str);
+    let group = doc
+        .get("apiVersion")
+        .and_then(serde_yaml::Value::as_str)
+        .and_then(|v| v.split_once('/'))
+        .map(|(group, _)| group);
+    match (group, kind) {
+        (Some("triage.dev"), Some("Runbook" | "ClusterRunbook")) => {
+            Some(doc.get("spec").cloned().unwrap_or_default())
+        }
+        _ => None,
     }
 }
 
@@ -359,6 +386,20 @@ categories:
                 .unwrap_or_else(|| panic!("{to:?} accepted"));
             assert!(err.to_string().contains(want), "{to:?}: {err}");
         }
+        let manifest = format!(
+            "apiVersion: triage.dev/v1alpha1\nkind: ClusterRunbook\nmetadata: {{name: x}}\nspec:\n{}",
+            MINIMAL
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        );
+        assert_eq!(Catalog::from_yaml(&[&manifest]).unwrap().ids(), ["tiny"]);
+        let bad = manifest.replace("category: AuthFailure", "category: Auth Failure");
+        let err = Catalog::from_yaml(&[&bad]).err().unwrap().to_string();
+        assert!(
+            err.starts_with("spec: categories[0]: category \"Auth Failure\""),
+            "{err}"
+        );
         let duplicate = Catalog::from_yaml(&[MINIMAL, MINIMAL]).expect_err("duplicate id");
         assert!(
             matches!(duplicate, RunbookError::Duplicate { .. }),

@@ -34,6 +34,10 @@ pub enum RunbookError {
         what: String,
         source: Box<regex::Error>,
     },
+    /// A Runbook's or ClusterRunbook's spec that does not fit the model: the field path and
+    /// what is wrong, without a position in text its author never wrote.
+    #[error("spec: {0}")]
+    Spec(String),
     #[error("runbook {id}: {reason}")]
     Invalid { id: String, reason: String },
     #[error("runbook {id} is defined more than once")]

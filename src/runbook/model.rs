@@ -329,11 +329,14 @@ impl Runbook {
                 .any(|(k, p)| alert.labels.get(k).is_some_and(|v| glob(p, v)))
     }
 
-    /// One runbook document (a data file, or a Runbook's spec as JSON), checked as
-    /// [`Runbook::check`] does. Errors name the field: `categories[1].category: ...`.
-    pub fn load(text: &str) -> Result<Runbook, RunbookError> {
-        let runbook: Runbook = serde_yaml::from_str(text)
-            .map_err(|source| RunbookError::Parse { index: 1, source })?;
+    /// A Runbook's or ClusterRunbook's spec (as YAML or JSON text), checked as
+    /// [`Runbook::check`] does. Errors name the field: `spec: categories[1]: ...`.
+    pub fn load(spec: &str) -> Result<Runbook, RunbookError> {
+        let runbook: Runbook = serde_yaml::from_str(spec).map_err(|e| {
+            let text = e.to_string();
+            let at = text.rfind(" at line ").unwrap_or(text.len());
+            RunbookError::Spec(text[..at].to_string())
+        })?;
         runbook.check()?;
         Ok(runbook)
     }
