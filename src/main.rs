@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use alert_triage_operator::cli::{Cli, Command, RunbookCommand};
-use alert_triage_operator::{crd, replay, runtime, telemetry};
+use alert_triage_operator::{replay, runtime, telemetry};
 use clap::Parser;
 
 #[tokio::main]
@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
 }
 
 fn crd(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let files = crd::crd_files();
+    let files = alert_triage_operator::crd_files();
     match dir {
         Some(dir) => {
             for (name, yaml) in files {

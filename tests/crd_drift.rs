@@ -2,7 +2,7 @@
 
 #[test]
 fn committed_crds_match_the_rust_types() {
-    for (name, generated) in alert_triage_operator::crd::crd_files() {
+    for (name, generated) in alert_triage_operator::crd_files() {
         let path = format!("{}/crds/{name}", env!("CARGO_MANIFEST_DIR"));
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(

@@ -613,3 +613,27 @@ fn runbook_check_names_each_file_and_what_is_wrong() {
     assert_eq!(err.to_string(), "1 of 3 runbook files are invalid");
     replay::check_runbooks(&files[..2], &mut Vec::new()).expect("valid files pass");
 }
+
+/// The example runbook repository of docs/runbooks.md: every scenario passes `--expect`.
+#[test]
+fn the_example_runbook_passes_its_own_scenarios() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/runbooks");
+    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(root.join("tests"))
+        .expect("examples/runbooks/tests")
+        .map(|e| e.unwrap().path())
+        .collect();
+    scenarios.sort();
+    assert!(scenarios.len() >= 2, "{scenarios:?}");
+    for dir in scenarios {
+        let args = ReplayArgs {
+            logs: dir.clone(),
+            alert: dir.join("alert.yaml"),
+            runbook: None,
+            runbook_file: Some(root.join("crash-loop.yaml")),
+            container: None,
+            output: OutputFormat::Table,
+            expect: Some(dir.join("expect.yaml")),
+        };
+        replay::run(&args, &mut Vec::new()).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+    }
+}

@@ -24,7 +24,7 @@ pub struct Unworkable {
     pub reason: &'static str,
     pub message: String,
     pub runbook: Option<String>,
-    pub runbook_ref: Option<RunbookRef>,
+    pub runbook_ref: Option<Box<RunbookRef>>,
 }
 
 /// Everything a triage (or a remediation's fresh look) needs from the spec and the runbook.
@@ -80,7 +80,7 @@ pub fn resolve(obj: &AlertTriage, ctx: &Context) -> Result<Resolved, Unworkable>
         reason,
         message,
         runbook: Some(runbook.id().to_string()),
-        runbook_ref: Some(source.clone()),
+        runbook_ref: Some(Box::new(source.clone())),
     };
     let namespace = obj
         .target_namespace()

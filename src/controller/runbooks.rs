@@ -29,8 +29,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::MANAGER;
-use crate::crd::{Alert, ClusterRunbook, RunbookRef, RunbookResource};
-use crate::runbook::{Catalog, Runbook};
+use crate::crd::{Alert, RunbookRef};
+use crate::runbook::{Catalog, ClusterRunbook, Runbook, RunbookResource, RunbookStatus};
 
 pub const BUILT_IN: &str = "BuiltIn";
 
@@ -58,7 +58,7 @@ pub struct Chosen {
 pub struct Refused {
     pub reason: &'static str,
     pub message: String,
-    pub source: Option<RunbookRef>,
+    pub source: Option<Box<RunbookRef>>,
 }
 
 /// Picks the runbook for a triage from candidates in lookup order (see the module docs).
@@ -118,7 +118,7 @@ pub fn choose(
         Err(message) => Err(Refused {
             reason: "InvalidRunbook",
             message: format!("{} is invalid and not used: {message}", describe(&c.source)),
-            source: Some(c.source),
+            source: Some(Box::new(c.source)),
         }),
     }
 }
@@ -347,7 +347,7 @@ async fn report(client: &Client, resource: &ApiResource, checked: &Checked, obj:
         ),
         Err(e) => ("False", "Invalid", e.clone()),
     };
-    let current: crate::crd::RunbookStatus = obj
+    let current: RunbookStatus = obj
         .data
         .get("status")
         .and_then(|s| serde_json::from_value(s.clone()).ok())
@@ -368,7 +368,7 @@ async fn report(client: &Client, resource: &ApiResource, checked: &Checked, obj:
         || Time(Timestamp::now()),
         |c| c.last_transition_time.clone(),
     );
-    let new = crate::crd::RunbookStatus {
+    let new = RunbookStatus {
         observed_generation: Some(generation),
         categories,
         conditions: vec![Condition {

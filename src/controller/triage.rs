@@ -317,7 +317,7 @@ pub(super) async fn stall(
         spec_digest: Some(phase::spec_digest(&obj.spec)),
         remediation: kept_remediation(&previous),
         runbook: unworkable.runbook,
-        runbook_ref: unworkable.runbook_ref,
+        runbook_ref: unworkable.runbook_ref.map(|r| *r),
         conditions: conditions.into_vec(),
         ..AlertTriageStatus::default()
     };

@@ -6,20 +6,16 @@
 // kube's printcolumn(...) entries repeat the same keys, which clippy mistakes for duplicates.
 #![allow(clippy::duplicated_attributes)]
 
-mod runbook;
 mod selector;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use runbook::{
-    ClusterRunbook, ClusterRunbookSpec, Runbook as RunbookResource, RunbookSpec, RunbookStatus,
-};
 pub use selector::{SelectorOperator, SelectorRequirement, TargetSelector};
 
 /// An alert to triage: the controller gathers evidence for it, applies a runbook and records the
@@ -660,7 +656,7 @@ impl RemediationOutcome {
     }
 }
 
-fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     let obj = schema.ensure_object();
     obj.insert("x-kubernetes-list-type".into(), "map".into());
@@ -671,19 +667,8 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
     schema
 }
 
-/// Every CRD the operator serves, as YAML, by the file name it is committed under in `crds/`.
-pub fn crd_files() -> [(&'static str, String); 3] {
-    [
-        ("alerttriages.triage.dev.yaml", render(AlertTriage::crd())),
-        ("runbooks.triage.dev.yaml", render(RunbookResource::crd())),
-        (
-            "clusterrunbooks.triage.dev.yaml",
-            render(ClusterRunbook::crd()),
-        ),
-    ]
-}
-
-fn render(
+/// A CRD as YAML, exactly as committed under `crds/` (see [`crate::crd_files`]).
+pub fn render(
     crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 ) -> String {
     let mut crd = serde_json::to_value(crd).expect("a CRD always serialises");

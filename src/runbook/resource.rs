@@ -1,6 +1,12 @@
-//! `Runbook` (namespaced) and `ClusterRunbook` (cluster-scoped): the runbook model of
-//! [`crate::runbook::Runbook`], the same one the built-in data files use, as resources teams
-//! apply with kubectl or GitOps. The operator validates each generation and reports it in status.
+//! `Runbook` (namespaced) and `ClusterRunbook` (cluster-scoped) resources: the runbook model of
+//! [`super::model::Runbook`], the same one the built-in data files use, as objects teams apply
+//! with kubectl or GitOps. The operator checks each generation and reports it in status.
+//!
+//! The kube derive names each root type after its kind, so the namespaced one is `Runbook`
+//! here and is exported as `RunbookResource`, apart from the model.
+
+// kube's printcolumn(...) entries repeat the same keys, which clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -37,7 +43,7 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(transparent)]
-pub struct RunbookSpec(pub crate::runbook::Runbook);
+pub struct RunbookSpec(pub super::model::Runbook);
 
 /// A runbook for AlertTriages in every namespace; overrides a built-in runbook of the same id.
 /// Cluster-admin only: it decides what every namespace's triages conclude.
@@ -68,7 +74,7 @@ pub struct RunbookSpec(pub crate::runbook::Runbook);
     )
 )]
 #[serde(transparent)]
-pub struct ClusterRunbookSpec(pub crate::runbook::Runbook);
+pub struct ClusterRunbookSpec(pub super::model::Runbook);
 
 /// What the operator found checking the runbook; written by the operator only.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -84,6 +90,6 @@ pub struct RunbookStatus {
     /// `Ready`: True when the runbook is valid and used; False with reason `Invalid` and the
     /// field and error in the message when it is not used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "super::conditions_schema")]
+    #[schemars(schema_with = "crate::crd::conditions_schema")]
     pub conditions: Vec<Condition>,
 }
