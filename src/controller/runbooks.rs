@@ -390,18 +390,34 @@ async fn report(client: &Client, resource: &ApiResource, checked: &Checked, obj:
         "status": new,
     });
     let name = obj.name_any();
-    match api
-        .patch_status(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(_) => info!(kind = resource.kind, name, reason, "runbook checked"),
-        Err(e) => warn!(kind = resource.kind, name, error = %e, "writing runbook status failed"),
+    // The watch delivers a generation once, so a failed write is tried again here (briefly:
+    // the watch waits meanwhile), or the status would stay stale until the object changes.
+    for wait in STATUS_RETRIES {
+        let written = api
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await;
+        match written {
+            Ok(_) => {
+                info!(kind = resource.kind, name, reason, "runbook checked");
+                return;
+            }
+            Err(e) => {
+                warn!(kind = resource.kind, name, error = %e, "writing runbook status failed");
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
 }
+
+const STATUS_RETRIES: [std::time::Duration; 3] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+];
 
 #[cfg(test)]
 mod tests {

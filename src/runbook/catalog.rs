@@ -346,6 +346,12 @@ categories:
             ),
             (r"'\((\d{3})\)'", r"'\(\d{3}\)'", "needs a capture group"),
             (r"'\((\d{3})\)'", r"'(unclosed'", "httpStatus"),
+            // Too expensive to build: refused, never run.
+            (
+                r"'\((\d{3})\)'",
+                r"'(\w{1000}){1000}'",
+                "exceeds size limit",
+            ),
             (
                 "reason: 'rotate {count}'",
                 "reason: 'rotate {cuont}'",
