@@ -7,11 +7,10 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use super::Context;
+use super::runbooks::Chosen;
 use crate::crd::{AlertTriage, RunbookRef, TargetSelector};
 use crate::evidence::Plan;
 use crate::runbook::{CompiledRunbook, Runbook};
-
-use super::runbooks::Chosen;
 
 /// How far before `alert.startsAt` the window reaches, so the lines that fired the alert are in.
 const BEFORE_ALERT: SignedDuration = SignedDuration::from_mins(5);
