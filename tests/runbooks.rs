@@ -132,6 +132,19 @@ fn crash_triage(name: &str, runbook: &str) -> Value {
     })
 }
 
+/// Waits until the triage's `Triaged` condition has `reason`, and returns the triage.
+async fn triaged_with(ns: &TestNs, name: &str, reason: &str) -> Value {
+    wait_for_triage(ns, name, VERDICT, |t| {
+        let c = condition(t, "Triaged");
+        if c["reason"] == reason {
+            Ok(t.clone())
+        } else {
+            Err(format!("Triaged condition {c}"))
+        }
+    })
+    .await
+}
+
 fn condition(t: &Value, kind: &str) -> Value {
     t["status"]["conditions"]
         .as_array()
@@ -211,15 +224,7 @@ async fn an_invalid_runbook_says_which_field_and_the_triage_naming_it_stalls() {
 
     out_of_memory_pods(&ns).await;
     create_triage(&ns, crash_triage("uses-broken", "broken")).await;
-    let t = wait_for_triage(&ns, "uses-broken", VERDICT, |t| {
-        let c = condition(t, "Triaged");
-        if c["reason"] == "InvalidRunbook" {
-            Ok(t.clone())
-        } else {
-            Err(format!("Triaged condition {c}"))
-        }
-    })
-    .await;
+    let t = triaged_with(&ns, "uses-broken", "InvalidRunbook").await;
     let message = condition(&t, "Triaged")["message"]
         .as_str()
         .unwrap()
@@ -316,15 +321,7 @@ async fn a_namespaced_runbook_never_reaches_another_namespace() {
     let mut reach = crash_triage("reach", &id);
     reach["spec"]["target"]["namespace"] = away.name.clone().into();
     create_triage(&home, reach).await;
-    let t = wait_for_triage(&home, "reach", VERDICT, |t| {
-        let c = condition(t, "Triaged");
-        if c["reason"] == "CrossNamespaceTarget" {
-            Ok(t.clone())
-        } else {
-            Err(format!("Triaged condition {c}"))
-        }
-    })
-    .await;
+    let t = triaged_with(&home, "reach", "CrossNamespaceTarget").await;
     assert!(
         t["status"]["evidence"].is_null(),
         "read nothing: {}",
@@ -333,18 +330,35 @@ async fn a_namespaced_runbook_never_reaches_another_namespace() {
 
     // A triage in the other namespace does not see the home namespace's runbook at all.
     create_triage(&away, crash_triage("borrow", &id)).await;
-    let t = wait_for_triage(&away, "borrow", VERDICT, |t| {
-        let c = condition(t, "Triaged");
-        if c["reason"] == "UnknownRunbook" {
-            Ok(t.clone())
-        } else {
-            Err(format!("Triaged condition {c}"))
-        }
-    })
-    .await;
+    let t = triaged_with(&away, "borrow", "UnknownRunbook").await;
     assert!(
         t["status"]["evidence"].is_null(),
         "read nothing: {}",
         t["status"]
+    );
+}
+
+#[tokio::test]
+async fn a_runbook_with_a_built_in_id_overrides_the_built_in_in_its_namespace() {
+    let ns = TestNs::new("rb-builtin").await;
+    let mut doc = namespaced(example("metering"), "");
+    doc["spec"]["id"] = "metering-token-exchange".into();
+    doc["spec"]["alerts"] = json!({"names": ["*error_metering_token_exchange*"]});
+    create_runbook(&ns, &doc).await;
+    let _op = Operator::start(&ns, &[]);
+    ready_condition(&runbooks(&ns), "metering").await;
+    out_of_memory_pods(&ns).await;
+    // Chosen by the alert's name, as the built-in would be.
+    let mut manifest = crash_triage("by-alert", "unused");
+    manifest["spec"]["alert"] = json!({"name": "armada-cluster_error_metering_token_exchange"});
+    manifest["spec"].as_object_mut().unwrap().remove("runbook");
+    create_triage(&ns, manifest).await;
+    let t = wait_for_phase(&ns, "by-alert", &["Escalated"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["runbook"], "metering-token-exchange");
+    assert_eq!(s["classification"]["category"], "OutOfMemory", "{s}");
+    assert_eq!(
+        s["runbookRef"],
+        json!({"kind": "Runbook", "namespace": ns.name, "name": "metering", "generation": 1})
     );
 }
