@@ -247,15 +247,34 @@ async fn an_invalid_runbook_says_which_field_and_the_triage_naming_it_stalls() {
     );
     assert_eq!(t["status"]["runbookRef"]["kind"], "Runbook");
 
-    // What the schema can check, the API server refuses before the operator sees it.
-    let mut bad = namespaced(example("bad-category"), "");
-    bad["spec"]["categories"][0]["category"] = "out of memory".into();
-    let obj: DynamicObject = serde_json::from_value(bad).unwrap();
-    let refused = runbooks(&ns)
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect_err("a category with spaces is refused");
-    assert!(refused.to_string().contains("category"), "{refused}");
+    // What the schema and CEL can check, the API server refuses before the operator sees it.
+    let refusals: [(&str, fn(&mut Value), &str); 3] = [
+        (
+            "a category with spaces",
+            |d| d["spec"]["categories"][0]["category"] = "out of memory".into(),
+            "spec.categories[0].category",
+        ),
+        (
+            "a window over 24h",
+            |d| d["spec"]["window"] = "25h".into(),
+            "window must be a duration between 1m and 24h",
+        ),
+        (
+            "a pod deletion for every pod",
+            |d| d["spec"]["categories"][0]["recommend"]["action"] = "DeletePod".into(),
+            "DeletePod only in recommendIfSinglePod",
+        ),
+    ];
+    for (what, change, says) in refusals {
+        let mut bad = namespaced(example("bad"), "");
+        change(&mut bad);
+        let obj: DynamicObject = serde_json::from_value(bad).unwrap();
+        let refused = runbooks(&ns)
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect_err(what);
+        assert!(refused.to_string().contains(says), "{what}: {refused}");
+    }
 }
 
 #[tokio::test]

@@ -692,7 +692,14 @@ fn tidy_schema(value: &mut serde_json::Value) {
             };
             if let Some(format) = unsigned {
                 map.insert("format".into(), format.into());
-                map.insert("minimum".into(), 0.into());
+                // A bound of the field's own (e.g. an HTTP status's 100) stays.
+                let own_bound = map
+                    .get("minimum")
+                    .and_then(serde_json::Value::as_f64)
+                    .is_some_and(|m| m > 0.0);
+                if !own_bound {
+                    map.insert("minimum".into(), 0.into());
+                }
             }
             if let Some(serde_json::Value::String(d)) = map.get_mut("description") {
                 *d = d

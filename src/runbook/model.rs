@@ -67,7 +67,11 @@ pub struct Runbook {
     #[schemars(
         with = "String",
         regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"),
-        length(min = 2, max = 16)
+        length(min = 2, max = 16),
+        extend("x-kubernetes-validations" = [{
+            "rule": "duration(self) >= duration('1m') && duration(self) <= duration('24h')",
+            "message": "window must be a duration between 1m and 24h, e.g. 30m or 1h"
+        }])
     )]
     pub(super) window: Duration,
     /// Alerts the runbook is chosen for when a triage names none: `names` (globs with `*`,
@@ -183,11 +187,18 @@ pub(super) struct RelatedServices {
     pub(super) patterns: Vec<String>,
 }
 
+/// One category: which records it fits and what its verdict recommends.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.recommend.action in ['RecordApiKeyRotation', 'Escalate']",
+    "message": "recommend.action must be RecordApiKeyRotation or Escalate (DeletePod only in recommendIfSinglePod)"
+}]))]
 pub(super) struct CategoryRule {
     pub(super) category: Category,
+    /// HTTP statuses (read with the runbook's `httpStatus` regexes) that put a record here.
     #[serde(default)]
+    #[schemars(inner(range(min = 100, max = 599)))]
     pub(super) http_status: Vec<u16>,
     #[serde(default)]
     pub(super) patterns: Vec<String>,
