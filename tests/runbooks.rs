@@ -132,6 +132,9 @@ fn crash_triage(name: &str, runbook: &str) -> Value {
     })
 }
 
+/// An edit to a runbook manifest.
+type Change = fn(&mut Value);
+
 /// Waits until the triage's `Triaged` condition has `reason`, and returns the triage.
 async fn triaged_with(ns: &TestNs, name: &str, reason: &str) -> Value {
     wait_for_triage(ns, name, VERDICT, |t| {
@@ -248,7 +251,7 @@ async fn an_invalid_runbook_says_which_field_and_the_triage_naming_it_stalls() {
     assert_eq!(t["status"]["runbookRef"]["kind"], "Runbook");
 
     // What the schema and CEL can check, the API server refuses before the operator sees it.
-    let refusals: [(&str, fn(&mut Value), &str); 3] = [
+    let refusals: [(&str, Change, &str); 3] = [
         (
             "a category with spaces",
             |d| d["spec"]["categories"][0]["category"] = "out of memory".into(),
