@@ -33,10 +33,32 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller against the cluster in KUBECONFIG (or in-cluster config).
     Run(Box<RunArgs>),
-    /// Print the AlertTriage CustomResourceDefinition as YAML (what `crds/` holds).
-    Crd,
+    /// Print the CustomResourceDefinitions (AlertTriage, Runbook, ClusterRunbook) as YAML.
+    Crd(CrdArgs),
     /// Replay a folder of log files against a runbook and print the verdict.
     Replay(ReplayArgs),
+    /// Work with runbook files offline.
+    #[command(subcommand)]
+    Runbook(RunbookCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunbookCommand {
+    /// Check runbook files (bare runbooks or Runbook/ClusterRunbook manifests) as the operator
+    /// would, without logs; fails when any is invalid.
+    Check {
+        /// The files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CrdArgs {
+    /// Write each CRD to its own file in this directory, as `crds/` holds them, instead of
+    /// printing them all.
+    #[arg(long, env = "ATO_CRD_DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +73,12 @@ pub struct RunArgs {
     /// Only watch AlertTriages (and read pods) in these namespaces; all namespaces when empty.
     #[arg(long, env = "ATO_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+
+    /// Use ClusterRunbooks (which needs cluster-wide `list`/`watch` on them). Off, only
+    /// Runbooks in the watched namespaces and the built-in runbooks are used: for an
+    /// installation with no cluster-wide rights (the chart's namespaced mode).
+    #[arg(long, env = "ATO_CLUSTER_RUNBOOKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cluster_runbooks: bool,
 
     /// Namespaces whose AlertTriages may target pods in another namespace
     /// (`spec.target.namespace`). A triage anywhere else reads and acts only in its own

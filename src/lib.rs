@@ -24,6 +24,27 @@ pub mod telemetry;
 
 use std::path::Path;
 
+use kube::CustomResourceExt;
+
+/// Every CRD the operator serves, as YAML, by the file name it is committed under in `crds/`.
+/// Here rather than in `crd` because the runbook kinds live with the runbook model.
+pub fn crd_files() -> [(&'static str, String); 3] {
+    [
+        (
+            "alerttriages.triage.dev.yaml",
+            crd::render(crd::AlertTriage::crd()),
+        ),
+        (
+            "runbooks.triage.dev.yaml",
+            crd::render(runbook::RunbookResource::crd()),
+        ),
+        (
+            "clusterrunbooks.triage.dev.yaml",
+            crd::render(runbook::ClusterRunbook::crd()),
+        ),
+    ]
+}
+
 use anyhow::Context as _;
 
 /// The configuration for the cluster in `kubeconfig`, else KUBECONFIG / in-cluster.

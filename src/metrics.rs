@@ -1,7 +1,8 @@
 //! Prometheus metrics (OpenMetrics text on `/metrics`).
 //!
-//! Label values are `&'static str`: runbook ids, categories, actions, results and error
-//! categories come from closed sets compiled into the binary, so a pod or object name can never
+//! Label values are `&'static str` from closed sets compiled into the binary (actions, results,
+//! error categories), except runbook ids and their categories, which runbook objects name: their
+//! number grows with the runbooks, never with pods or triages, so no pod or triage name can
 //! become a label and blow up the series count.
 
 use std::time::Duration;
@@ -23,8 +24,8 @@ struct ResultLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TriageLabels {
-    runbook: &'static str,
-    category: &'static str,
+    runbook: String,
+    category: String,
     action: &'static str,
 }
 
@@ -124,8 +125,8 @@ impl Metrics {
         for runbook in Catalog::builtin().runbooks() {
             for (category, action) in runbook.verdicts() {
                 let _ = triages.get_or_create(&TriageLabels {
-                    runbook: runbook.id(),
-                    category: category.as_str(),
+                    runbook: runbook.id().to_string(),
+                    category: category.as_str().to_string(),
                     action: action.as_str(),
                 });
             }
@@ -214,12 +215,13 @@ impl Metrics {
         self.reconciles.get_or_create(&ResultLabel { result }).inc();
     }
 
-    /// A verdict was recorded: runbook id, `Category::as_str()`, `Action::as_str()`.
-    pub fn triaged(&self, runbook: &'static str, category: &'static str, action: &'static str) {
+    /// A verdict was recorded: runbook id, `Category::as_str()`, `Action::as_str()`. Runbook
+    /// ids and categories come from runbooks, so their number is bounded by the runbooks'.
+    pub fn triaged(&self, runbook: &str, category: &str, action: &'static str) {
         self.triages
             .get_or_create(&TriageLabels {
-                runbook,
-                category,
+                runbook: runbook.to_string(),
+                category: category.to_string(),
                 action,
             })
             .inc();

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::controller::phase;
-use crate::crd::{Alert, AlertTriageSpec, Phase};
+use crate::crd::{Action, Alert, AlertTriageSpec, Phase, Scope};
 use crate::runbook::{
     AssessInput, Catalog, CompiledRunbook, Containers, EnvInfo, LogScanner, PodInput, RelatedInput,
     Restart, StreamFindings, Verdict, WindowCut,
@@ -68,6 +68,121 @@ pub struct ReplayArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t, env = "REPLAY_OUTPUT")]
     pub output: OutputFormat,
+    /// YAML file of what the verdict must be (`phase`, `category`, `scope`, `action`,
+    /// `httpStatus`, `team`, `deleteCandidate`, `matches`, `failingPods`; only the keys given
+    /// are compared). Any difference is listed and the command fails.
+    #[arg(long, env = "REPLAY_EXPECT")]
+    pub expect: Option<PathBuf>,
+}
+
+/// What `--expect` compares: the verdict a runbook author cares about. Unknown keys are
+/// refused, so a misspelt expectation fails instead of passing unchecked.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Expectation {
+    phase: Option<Phase>,
+    category: Option<String>,
+    scope: Option<Scope>,
+    action: Option<Action>,
+    http_status: Option<u16>,
+    team: Option<String>,
+    delete_candidate: Option<String>,
+    /// Failure records per category across all pods, every category listed.
+    matches: Option<BTreeMap<String, u64>>,
+    /// Pods with at least one failure record.
+    failing_pods: Option<u64>,
+}
+
+impl Expectation {
+    fn read(path: &Path) -> anyhow::Result<Expectation> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// One line per difference: `field: expected X, got Y`.
+    fn differences(&self, report: &Report) -> Vec<String> {
+        let v = report.verdict.verdict;
+        let mut out = Vec::new();
+        let mut compare = |field: &str, want: Option<String>, got: Option<String>| {
+            if let Some(want) = want
+                && Some(&want) != got.as_ref()
+            {
+                out.push(format!(
+                    "{field}: expected {want}, got {}",
+                    got.as_deref().unwrap_or("nothing")
+                ));
+            }
+        };
+        compare(
+            "phase",
+            self.phase.map(|p| p.as_str().into()),
+            Some(report.verdict.phase.as_str().into()),
+        );
+        compare(
+            "category",
+            self.category.clone(),
+            Some(v.classification.category.as_str().into()),
+        );
+        compare(
+            "scope",
+            self.scope.map(|s| format!("{s:?}")),
+            Some(format!("{:?}", v.classification.scope)),
+        );
+        compare(
+            "action",
+            self.action.map(|a| a.as_str().into()),
+            Some(v.recommendation.action.as_str().into()),
+        );
+        compare(
+            "httpStatus",
+            self.http_status.map(|s| s.to_string()),
+            v.classification.http_status.map(|s| s.to_string()),
+        );
+        compare("team", self.team.clone(), v.recommendation.team.clone());
+        compare(
+            "deleteCandidate",
+            self.delete_candidate.clone(),
+            v.delete_candidate.clone(),
+        );
+        compare(
+            "failingPods",
+            self.failing_pods.map(|n| n.to_string()),
+            Some(
+                report
+                    .pods
+                    .iter()
+                    .filter(|p| p.failures > 0)
+                    .count()
+                    .to_string(),
+            ),
+        );
+        let show = |m: &BTreeMap<&str, u64>| {
+            m.iter()
+                .map(|(c, n)| format!("{c}={n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let got: BTreeMap<&str, u64> = report
+            .matches
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| (*c, *n))
+            .collect();
+        compare(
+            "matches",
+            self.matches.as_ref().map(|m| {
+                show(
+                    &m.iter()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(c, n)| (c.as_str(), *n))
+                        .collect(),
+                )
+            }),
+            Some(show(&got)),
+        );
+        out
+    }
 }
 
 /// What replay prints as JSON: the verdict and the per-pod findings behind it.
@@ -78,7 +193,7 @@ struct Report<'a> {
     alert: &'a str,
     window: Window,
     /// Failure records per category across all pods.
-    matches: BTreeMap<&'static str, u64>,
+    matches: BTreeMap<&'a str, u64>,
     containers_read: &'a BTreeSet<String>,
     containers_skipped: &'a BTreeSet<String>,
     pods: Vec<PodReport<'a>>,
@@ -135,8 +250,32 @@ fn ready_by_default() -> bool {
     true
 }
 
+/// `runbook check`: loads each file (bare runbooks or Runbook/ClusterRunbook manifests) as the
+/// operator would, and says per file what it holds or what is wrong. Fails when any file does.
+pub fn check_runbooks(files: &[PathBuf], out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for path in files {
+        let loaded = fs::read_to_string(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| Ok(Catalog::from_yaml(&[&text])?));
+        match loaded {
+            Ok(catalog) => writeln!(out, "{}: ok ({})", path.display(), catalog.ids().join(", "))?,
+            Err(e) => {
+                failed += 1;
+                writeln!(out, "{}: {e}", path.display())?;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} runbook files are invalid", files.len());
+    }
+    Ok(())
+}
+
 pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let (alert, manifest_runbook, manifest_window) = read_alert(&args.alert)?;
+    // Read first, so a broken expectation fails before any log is read.
+    let expected = args.expect.as_deref().map(Expectation::read).transpose()?;
     let file_catalog = match &args.runbook_file {
         Some(path) => {
             let text =
@@ -219,6 +358,16 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(out)?;
         }
         OutputFormat::Table => write_table(out, runbook.title(), &report)?,
+    }
+    if let Some(expect) = &expected {
+        let differences = expect.differences(&report);
+        if !differences.is_empty() {
+            bail!(
+                "the verdict differs from {}:\n  {}",
+                args.expect.as_deref().unwrap_or(Path::new("")).display(),
+                differences.join("\n  ")
+            );
+        }
     }
     Ok(())
 }

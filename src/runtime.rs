@@ -13,13 +13,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::cli::RunArgs;
+use crate::controller::runbooks::Runbooks;
 use crate::controller::{self, Config, Context, MANAGER, ServerClock, cache::WarmCache};
 use crate::crd::AlertTriage;
 use crate::evidence::LogBudget;
 use crate::http::{self, Endpoints};
 use crate::leader::{Elector, LeaderArgs};
 use crate::metrics::Metrics;
-use crate::runbook::{Catalog, CompiledCache};
+use crate::runbook::CompiledCache;
 
 /// Runs the operator until SIGTERM/SIGINT: serves /metrics, /healthz and /readyz, keeps the
 /// AlertTriage watch cache warm, and reconciles (while holding the lease, with leader election).
@@ -71,7 +72,7 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         eviction_client: Client::try_from(eviction_config)?,
         recorder: Recorder::new(client.clone(), reporter),
         config: Config::from(args),
-        catalog: Catalog::builtin(),
+        runbooks: Runbooks::start(&client, &args.namespaces, args.cluster_runbooks),
         compiled: CompiledCache::default(),
         metrics,
         triage_slots: Semaphore::new(args.max_concurrent_triages.max(1)),

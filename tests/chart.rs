@@ -256,8 +256,6 @@ async fn the_chart_lints_and_applies_server_side_in_every_mode() {
 #[tokio::test]
 async fn the_charts_crds_are_the_ones_in_crds() {
     let ns = TestNs::new("chart-crds").await;
-    let ours = std::fs::read_to_string(ns.cluster.repo.join("crds/alerttriages.triage.dev.yaml"))
-        .expect("crds/alerttriages.triage.dev.yaml");
     let version = kube_version().await;
     let chart = chart_dir();
     let rendered = helm(&[
@@ -268,8 +266,7 @@ async fn the_charts_crds_are_the_ones_in_crds() {
         "--kube-version",
         &version,
     ]);
-    assert!(rendered.contains(&ours), "helm template --include-crds");
-    // A packaged chart carries the file's contents, not a link to it.
+    // A packaged chart carries the files' contents, not a link to them.
     let dir = tempfile::tempdir().unwrap();
     helm(&["package", &chart, "-d", &dir.path().to_string_lossy()]);
     let package = std::fs::read_dir(dir.path())
@@ -278,14 +275,26 @@ async fn the_charts_crds_are_the_ones_in_crds() {
         .expect("a package")
         .unwrap()
         .path();
-    let out = Command::new("tar")
-        .arg("-xzOf")
-        .arg(&package)
-        .arg("alert-triage-operator/crds/alerttriages.triage.dev.yaml")
-        .output()
-        .expect("tar");
-    assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), ours);
+    for file in [
+        "alerttriages.triage.dev.yaml",
+        "runbooks.triage.dev.yaml",
+        "clusterrunbooks.triage.dev.yaml",
+    ] {
+        let ours = std::fs::read_to_string(ns.cluster.repo.join("crds").join(file))
+            .unwrap_or_else(|e| panic!("crds/{file}: {e}"));
+        assert!(
+            rendered.contains(&ours),
+            "helm template --include-crds: {file}"
+        );
+        let out = Command::new("tar")
+            .arg("-xzOf")
+            .arg(&package)
+            .arg(format!("alert-triage-operator/crds/{file}"))
+            .output()
+            .expect("tar");
+        assert!(out.status.success(), "{}", show(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), ours, "{file}");
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -347,6 +356,10 @@ async fn rbac_grants_exactly_the_verbs_the_operator_uses_and_no_secrets() {
     let mut expected = vec![
         rule("triage.dev", "alerttriages", &["get", "list", "watch"]),
         rule("triage.dev", "alerttriages/status", &["patch"]),
+        rule("triage.dev", "runbooks", &["get", "list", "watch"]),
+        rule("triage.dev", "runbooks/status", &["patch"]),
+        rule("triage.dev", "clusterrunbooks", &["get", "list", "watch"]),
+        rule("triage.dev", "clusterrunbooks/status", &["patch"]),
         rule("", "pods", &["get", "list"]),
         rule("", "pods/log", &["get"]),
         rule("", "pods/eviction", &["create"]),
@@ -378,6 +391,29 @@ async fn rbac_grants_exactly_the_verbs_the_operator_uses_and_no_secrets() {
     ];
     own.sort();
     assert_eq!(rules_of(&docs, "Role", &format!("{fullname}-self")), own);
+    // Teams write the Runbooks of their namespace through this role; ClusterRunbooks apply to
+    // every namespace, so no role of the chart lets anyone write them.
+    assert_eq!(
+        rules_of(&docs, "ClusterRole", &format!("{fullname}-runbook-author")),
+        vec![rule(
+            "triage.dev",
+            "runbooks",
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch"
+            ]
+        )]
+    );
+    for role in docs
+        .iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+    {
+        let name = role["metadata"]["name"].as_str().unwrap();
+        for (_, resource, verbs) in rules_of(&docs, role["kind"].as_str().unwrap(), name) {
+            if resource == "clusterrunbooks" {
+                assert_eq!(verbs, ["get", "list", "watch"], "{name}");
+            }
+        }
+    }
     let deleting =
         documents(&render(release, &ns.name, &["operator.allowPodDelete=true".into()]).await);
     assert!(
@@ -442,6 +478,15 @@ async fn rbac_grants_exactly_the_verbs_the_operator_uses_and_no_secrets() {
     })
     .await;
     assert!(can(&["watch", "alerttriages.triage.dev", "-A"]));
+    assert!(can(&["watch", "runbooks.triage.dev", "-A"]));
+    assert!(can(&["watch", "clusterrunbooks.triage.dev"]));
+    assert!(can(&[
+        "patch",
+        "clusterrunbooks.triage.dev",
+        "--subresource=status"
+    ]));
+    assert!(!can(&["create", "clusterrunbooks.triage.dev"]));
+    assert!(!can(&["patch", "runbooks.triage.dev", "-A"]));
     assert!(can(&[
         "create",
         "pods",

@@ -1,6 +1,6 @@
 //! Table-driven runbook tests: every folder under `tests/fixtures/replay/` is replayed through
-//! `replay::run` (the same scanner and engine as the controller) and checked against its
-//! `expect.yaml`.
+//! `replay::run` (the same scanner and engine as the controller) with `--expect expect.yaml`,
+//! as a runbook author's CI would, and the report is checked further against `checks.yaml`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,6 +105,7 @@ fn replay(dir: &Path, container: Option<&str>, output: OutputFormat) -> String {
         runbook_file: None,
         container: container.map(str::to_string),
         output,
+        expect: Some(dir.join("expect.yaml")),
     };
     let mut out = Vec::new();
     replay::run(&args, &mut out)
@@ -144,10 +145,23 @@ fn contains_all(scenario: &str, what: &str, haystack: &[String], needles: &[Stri
 
 fn check(dir: &Path) {
     let scenario = dir.file_name().unwrap().to_string_lossy().into_owned();
-    let expect: Expect = serde_yaml::from_str(
-        &std::fs::read_to_string(dir.join("expect.yaml")).expect("expect.yaml"),
-    )
-    .unwrap_or_else(|e| panic!("{scenario}: expect.yaml: {e}"));
+    // `replay --expect` reads expect.yaml; this test reads both files as one.
+    let mut merged = serde_yaml::Mapping::new();
+    for file in ["expect.yaml", "checks.yaml"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+            continue;
+        };
+        let part: serde_yaml::Mapping =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{scenario}: {file}: {e}"));
+        for (k, v) in part {
+            assert!(
+                merged.insert(k.clone(), v).is_none(),
+                "{scenario}: {k:?} twice"
+            );
+        }
+    }
+    let expect: Expect = serde_yaml::from_value(serde_yaml::Value::Mapping(merged))
+        .unwrap_or_else(|e| panic!("{scenario}: expect.yaml + checks.yaml: {e}"));
     let container = expect.container.as_deref();
     let json = replay(dir, container, OutputFormat::Json);
     let table = replay(dir, container, OutputFormat::Table);
@@ -445,6 +459,7 @@ fn runbook_file_and_explicit_id_are_honoured() {
         runbook_file: Some(file.path().to_path_buf()),
         container: None,
         output: OutputFormat::Json,
+        expect: None,
     };
     let mut out = Vec::new();
     replay::run(&args, &mut out).expect("replay with a runbook file");
@@ -480,6 +495,7 @@ fn container_needs_logs_that_name_their_container() {
         runbook_file: None,
         container: Some("app".into()),
         output: OutputFormat::Json,
+        expect: None,
     };
     let err = replay::run(&args, &mut Vec::new()).expect_err("a <pod>.log names no container");
     let message = format!("{err:#}");
@@ -488,4 +504,136 @@ fn container_needs_logs_that_name_their_container() {
             && message.contains("armada-cluster-6d8f9c7b5-bad01.log holds no container name"),
         "{message}"
     );
+}
+
+#[test]
+fn a_verdict_that_differs_from_expect_fails_with_every_difference() {
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replay/metering-429-all-pods");
+    let expect = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        expect.path(),
+        "phase: Escalated\ncategory: AuthFailure\nscope: AllPods\nhttpStatus: 401\nmatches: {RateLimited: 59}\n",
+    )
+    .unwrap();
+    let args = ReplayArgs {
+        logs: dir.clone(),
+        alert: dir.join("alert.yaml"),
+        runbook: None,
+        runbook_file: None,
+        container: None,
+        output: OutputFormat::Table,
+        expect: Some(expect.path().to_path_buf()),
+    };
+    let message = format!(
+        "{:#}",
+        replay::run(&args, &mut Vec::new()).expect_err("the verdict differs")
+    );
+    for line in [
+        "category: expected AuthFailure, got RateLimited",
+        "httpStatus: expected 401, got 429",
+        "matches: expected RateLimited=59, got RateLimited=60",
+    ] {
+        assert!(message.contains(line), "{message}");
+    }
+    assert!(
+        !message.contains("phase:") && !message.contains("scope:"),
+        "{message}"
+    );
+
+    // A misspelt key is refused, not silently unchecked.
+    std::fs::write(expect.path(), "categroy: RateLimited\n").unwrap();
+    let message = format!(
+        "{:#}",
+        replay::run(&args, &mut Vec::new()).expect_err("unknown key")
+    );
+    assert!(message.contains("unknown field `categroy`"), "{message}");
+}
+
+#[test]
+fn a_runbook_manifest_replays_like_a_data_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replay/metering-401");
+    let builtin = include_str!("../src/runbook/builtin/metering-token-exchange.yaml");
+    let manifest = format!(
+        "apiVersion: triage.dev/v1alpha1\nkind: Runbook\nmetadata:\n  name: m\nspec:\n{}",
+        builtin
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), manifest).unwrap();
+    let args = ReplayArgs {
+        logs: dir.clone(),
+        alert: dir.join("alert.yaml"),
+        runbook: None,
+        runbook_file: Some(file.path().to_path_buf()),
+        container: None,
+        output: OutputFormat::Json,
+        expect: Some(dir.join("expect.yaml")),
+    };
+    let mut out = Vec::new();
+    replay::run(&args, &mut out).expect("the manifest's verdict is the built-in's");
+}
+
+#[test]
+fn runbook_check_names_each_file_and_what_is_wrong() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("examples/runbooks/crash-loop.yaml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let broken = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        broken.path(),
+        text.replace("'(?i)out of memory", "'(?i)(out of memory"),
+    )
+    .unwrap();
+    let files = [
+        example.clone(),
+        root.join("src/runbook/builtin/metering-token-exchange.yaml"),
+        broken.path().to_path_buf(),
+    ];
+    let mut out = Vec::new();
+    let err = replay::check_runbooks(&files, &mut out).expect_err("one file is broken");
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains(&format!("{}: ok (crash-loop)", example.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("metering-token-exchange.yaml: ok (metering-token-exchange)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}: runbook crash-loop: categories[0].patterns",
+            broken.path().display()
+        )),
+        "{out}"
+    );
+    assert_eq!(err.to_string(), "1 of 3 runbook files are invalid");
+    replay::check_runbooks(&files[..2], &mut Vec::new()).expect("valid files pass");
+}
+
+/// The example runbook repository of docs/runbooks.md: every scenario passes `--expect`.
+#[test]
+fn the_example_runbook_passes_its_own_scenarios() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/runbooks");
+    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(root.join("tests"))
+        .expect("examples/runbooks/tests")
+        .map(|e| e.unwrap().path())
+        .collect();
+    scenarios.sort();
+    assert!(scenarios.len() >= 2, "{scenarios:?}");
+    for dir in scenarios {
+        let args = ReplayArgs {
+            logs: dir.clone(),
+            alert: dir.join("alert.yaml"),
+            runbook: None,
+            runbook_file: Some(root.join("crash-loop.yaml")),
+            container: None,
+            output: OutputFormat::Table,
+            expect: Some(dir.join("expect.yaml")),
+        };
+        replay::run(&args, &mut Vec::new()).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+    }
 }

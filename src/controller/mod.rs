@@ -15,6 +15,7 @@ mod reconcile;
 mod record;
 mod remediate;
 mod resolve;
+pub mod runbooks;
 mod triage;
 mod verify;
 
@@ -39,7 +40,8 @@ use crate::cli::RunArgs;
 use crate::crd::AlertTriage;
 use crate::evidence::LogBudget;
 use crate::metrics::Metrics;
-use crate::runbook::{Catalog, CompiledCache};
+use crate::runbook::CompiledCache;
+use runbooks::Runbooks;
 
 /// The field manager for everything the controller writes (status, server-side apply).
 pub const MANAGER: &str = "alert-triage-operator";
@@ -178,7 +180,8 @@ pub struct Context {
     pub eviction_client: Client,
     pub recorder: Recorder,
     pub config: Config,
-    pub catalog: &'static Catalog,
+    /// Runbook objects and the built-in runbooks, for choosing a triage's runbook.
+    pub runbooks: Runbooks,
     pub compiled: CompiledCache,
     pub metrics: Arc<Metrics>,
     /// Bounds the triages running at once across every watched namespace.

@@ -1,10 +1,11 @@
 //! One reconcile: read the triage fresh, ask the phase machine what to do, do that step.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 
 use super::evict::{abandon, resume};
 use super::phase::{self, Step};
@@ -13,6 +14,10 @@ use super::triage::triage;
 use super::verify::check_replacement;
 use super::{Context, Error, requeue_until};
 use crate::crd::AlertTriage;
+
+/// How long a reconcile waits for the runbook watches to list before trying again later:
+/// choosing before then could miss a runbook that overrides a built-in one.
+const RUNBOOKS_SYNC_WAIT: Duration = Duration::from_secs(10);
 
 #[instrument(skip_all, fields(triage = %cached.name_any(), namespace = cached.namespace().unwrap_or_default()))]
 pub async fn reconcile(cached: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -24,6 +29,12 @@ pub async fn reconcile(cached: Arc<AlertTriage>, ctx: Arc<Context>) -> Result<Ac
     let Some(obj) = api.get_opt(&cached.name_any()).await? else {
         return Ok(Action::await_change());
     };
+    if !ctx.runbooks.synced(RUNBOOKS_SYNC_WAIT).await {
+        warn!(
+            "Runbooks and ClusterRunbooks are not listed yet (is the operator allowed to watch them?); waiting"
+        );
+        return Ok(Action::requeue(RUNBOOKS_SYNC_WAIT));
+    }
     let now = ctx.clock.now().await;
     let step = phase::next(&obj, now);
     debug!(?step, "next step");

@@ -7,7 +7,8 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use super::Context;
-use crate::crd::{AlertTriage, TargetSelector};
+use super::runbooks::Chosen;
+use crate::crd::{AlertTriage, RunbookRef, TargetSelector};
 use crate::evidence::Plan;
 use crate::runbook::{CompiledRunbook, Runbook};
 
@@ -22,11 +23,14 @@ pub struct Unworkable {
     pub reason: &'static str,
     pub message: String,
     pub runbook: Option<String>,
+    pub runbook_ref: Option<Box<RunbookRef>>,
 }
 
 /// Everything a triage (or a remediation's fresh look) needs from the spec and the runbook.
 pub struct Resolved {
-    pub runbook: &'static Runbook,
+    pub runbook: Arc<Runbook>,
+    /// Which object the runbook came from, and its generation.
+    pub source: RunbookRef,
     pub compiled: Arc<CompiledRunbook>,
     pub namespace: String,
     pub selector: TargetSelector,
@@ -55,24 +59,32 @@ impl Resolved {
 }
 
 pub fn resolve(obj: &AlertTriage, ctx: &Context) -> Result<Resolved, Unworkable> {
-    let runbook = ctx
-        .catalog
-        .select(obj.spec.runbook.as_deref(), &obj.spec.alert)
-        .map_err(|e| Unworkable {
-            reason: "UnknownRunbook",
-            message: e.to_string(),
-            runbook: None,
+    let own = obj.metadata.namespace.as_deref().unwrap_or_default();
+    // Only the triage's own namespace's Runbooks apply, wherever its target is: a Runbook
+    // cannot reach a triage in another namespace, nor lead one beyond the tenancy check below.
+    let Chosen {
+        runbook,
+        source,
+        version,
+    } = ctx
+        .runbooks
+        .select(own, obj.spec.runbook.as_deref(), &obj.spec.alert)
+        .map_err(|r| Unworkable {
+            reason: r.reason,
+            message: r.message,
+            runbook: r.source.as_ref().and(obj.spec.runbook.clone()),
+            runbook_ref: r.source,
         })?;
     let unworkable = |reason: &'static str, message: String| Unworkable {
         reason,
         message,
         runbook: Some(runbook.id().to_string()),
+        runbook_ref: Some(Box::new(source.clone())),
     };
     let namespace = obj
         .target_namespace()
         .map(str::to_string)
         .ok_or_else(|| unworkable("NoNamespace", "the AlertTriage has no namespace".into()))?;
-    let own = obj.metadata.namespace.as_deref().unwrap_or_default();
     if namespace != own && !ctx.config.admin_namespaces.iter().any(|a| a == own) {
         return Err(unworkable(
             "CrossNamespaceTarget",
@@ -109,10 +121,11 @@ pub fn resolve(obj: &AlertTriage, ctx: &Context) -> Result<Resolved, Unworkable>
     };
     let compiled = ctx
         .compiled
-        .get(runbook, &obj.spec.alert)
+        .get(&version, &runbook, &obj.spec.alert)
         .map_err(|e| unworkable("RunbookError", e.to_string()))?;
     Ok(Resolved {
         runbook,
+        source,
         compiled,
         namespace,
         selector,

@@ -30,6 +30,7 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
     };
     let Resolved {
         runbook,
+        source,
         compiled,
         namespace,
         selector,
@@ -63,6 +64,7 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
             spec_digest: Some(digest.clone()),
             remediation: kept_remediation(&previous),
             runbook: Some(runbook.id().to_string()),
+            runbook_ref: Some(source.clone()),
             conditions: conditions.into_vec(),
             ..AlertTriageStatus::default()
         };
@@ -101,7 +103,7 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         containers: evidence::containers(&gathered.pods, plan.container.as_deref()),
     };
     let mut verdict = compiled.assess(&input);
-    if Some(verdict.classification.category) == runbook.related_category()
+    if Some(&verdict.classification.category) == runbook.related_category()
         && let Some((label_key, services)) = runbook.related_services()
     {
         let own: BTreeSet<String> = gathered.pods.iter().map(|p| p.facts.uid.clone()).collect();
@@ -165,7 +167,7 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         &verdict,
         evidence,
         proposed,
-        runbook.id(),
+        (runbook.id(), source),
         generation,
         now,
     );
@@ -218,13 +220,14 @@ fn verdict_status(
     verdict: &Verdict,
     evidence: Evidence,
     proposed: Proposed,
-    runbook: &str,
+    (runbook, source): (&str, &crd::RunbookRef),
     generation: i64,
     now: Timestamp,
 ) -> AlertTriageStatus {
     let mut status = AlertTriageStatus {
         observed_generation: Some(generation),
         runbook: Some(runbook.to_string()),
+        runbook_ref: Some(source.clone()),
         classification: Some(verdict.classification.clone()),
         evidence: Some(evidence),
         recommendation: Some(verdict.recommendation.clone()),
@@ -283,7 +286,7 @@ fn verdict_status(
             ),
         ),
         // No evidence is not "all clear": a person must look, with the runbook's steps.
-        crd::Action::None if verdict.classification.category == crd::Category::NoEvidence => (
+        crd::Action::None if verdict.classification.category == crd::Category::NO_EVIDENCE => (
             true,
             "NoEvidence",
             format!(
@@ -320,6 +323,7 @@ pub(super) async fn stall(
         spec_digest: Some(phase::spec_digest(&obj.spec)),
         remediation: kept_remediation(&previous),
         runbook: unworkable.runbook,
+        runbook_ref: unworkable.runbook_ref.map(|r| *r),
         conditions: conditions.into_vec(),
         ..AlertTriageStatus::default()
     };

@@ -186,12 +186,13 @@ fn compiled_runbook(
     ctx: &Context,
     id: &str,
 ) -> Result<Arc<CompiledRunbook>, String> {
-    let runbook = ctx
-        .catalog
-        .select(Some(id), &obj.spec.alert)
-        .map_err(|e| e.to_string())?;
+    let own = obj.metadata.namespace.as_deref().unwrap_or_default();
+    let chosen = ctx
+        .runbooks
+        .select(own, Some(id), &obj.spec.alert)
+        .map_err(|r| r.message)?;
     ctx.compiled
-        .get(runbook, &obj.spec.alert)
+        .get(&chosen.version, &chosen.runbook, &obj.spec.alert)
         .map_err(|e| e.to_string())
 }
 

@@ -8,10 +8,11 @@
 
 mod selector;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -180,29 +181,65 @@ impl Phase {
     }
 }
 
-/// The kind of failure the runbook recognised.
-#[derive(
-    JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
-pub enum Category {
-    RateLimited,
-    AuthFailure,
-    NetworkFailure,
-    ClientIdNotAuthorized,
-    Unclassified,
-    NoEvidence,
-}
+/// The kind of failure the runbook recognised: the runbook's own word for it (built in:
+/// `RateLimited`, `AuthFailure`, `NetworkFailure`, `ClientIdNotAuthorized`, `Unclassified`), or
+/// `NoEvidence` when nothing matched. 1-63 letters, digits or '-', starting with a letter.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(transparent)]
+pub struct Category(Cow<'static, str>);
 
 impl Category {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::RateLimited => "RateLimited",
-            Category::AuthFailure => "AuthFailure",
-            Category::NetworkFailure => "NetworkFailure",
-            Category::ClientIdNotAuthorized => "ClientIdNotAuthorized",
-            Category::Unclassified => "Unclassified",
-            Category::NoEvidence => "NoEvidence",
+    /// The engine's verdict when no failure record was found; no runbook rule may use it.
+    pub const NO_EVIDENCE: Category = Category(Cow::Borrowed("NoEvidence"));
+
+    /// A category name as a runbook or a status spells it, checked against the schema's
+    /// pattern so a runbook file fails to load exactly as the API server would refuse it.
+    pub fn new(name: &str) -> Result<Category, String> {
+        let ok = name.len() <= 63
+            && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !name.ends_with('-');
+        if ok {
+            Ok(Category(Cow::Owned(name.to_string())))
+        } else {
+            Err(format!(
+                "category {name:?} must be 1-63 letters, digits or '-', starting with a letter and not ending with '-'"
+            ))
         }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Category {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(de)?;
+        Category::new(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Kept in step with [`Category::new`].
+pub const CATEGORY_PATTERN: &str = "^[A-Za-z]([-A-Za-z0-9]*[A-Za-z0-9])?$";
+
+impl JsonSchema for Category {
+    fn schema_name() -> Cow<'static, str> {
+        "Category".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The kind of failure the runbook recognised, in the runbook's own words; NoEvidence when nothing matched.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 63,
+            "pattern": CATEGORY_PATTERN,
+        })
+    }
+
+    fn inline_schema() -> bool {
+        true
     }
 }
 
@@ -252,6 +289,9 @@ pub struct AlertTriageStatus {
     /// The runbook that was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook: Option<String>,
+    /// Where that runbook came from: which object, and which generation of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook_ref: Option<RunbookRef>,
     /// What kind of failure this is and how far it reaches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classification: Option<Classification>,
@@ -277,6 +317,23 @@ pub struct AlertTriageStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// Which runbook a triage used. A runbook changed later does not change a finished triage;
+/// the next triage uses the new generation.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunbookRef {
+    /// `Runbook`, `ClusterRunbook`, or `BuiltIn` (compiled into the operator).
+    pub kind: String,
+    /// The Runbook's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The object's name; a built-in runbook's id.
+    pub name: String,
+    /// The object's generation that was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
 }
 
 /// The verdict.
@@ -603,7 +660,7 @@ impl RemediationOutcome {
     }
 }
 
-fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     let obj = schema.ensure_object();
     obj.insert("x-kubernetes-list-type".into(), "map".into());
@@ -614,9 +671,11 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
     schema
 }
 
-/// The CRD as YAML, exactly as committed under `crds/`.
-pub fn crd_yaml() -> String {
-    let mut crd = serde_json::to_value(AlertTriage::crd()).expect("a CRD always serialises");
+/// A CRD as YAML, exactly as committed under `crds/` (see [`crate::crd_files`]).
+pub fn render(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
+    let mut crd = serde_json::to_value(crd).expect("a CRD always serialises");
     tidy_schema(&mut crd);
     let mut out =
         String::from("# Generated by `alert-triage-operator crd`; do not edit by hand.\n");
@@ -637,7 +696,14 @@ fn tidy_schema(value: &mut serde_json::Value) {
             };
             if let Some(format) = unsigned {
                 map.insert("format".into(), format.into());
-                map.insert("minimum".into(), 0.into());
+                // A bound of the field's own (e.g. an HTTP status's 100) stays.
+                let own_bound = map
+                    .get("minimum")
+                    .and_then(serde_json::Value::as_f64)
+                    .is_some_and(|m| m > 0.0);
+                if !own_bound {
+                    map.insert("minimum".into(), 0.into());
+                }
             }
             if let Some(serde_json::Value::String(d)) = map.get_mut("description") {
                 *d = d

@@ -40,7 +40,7 @@ pub fn route<'a>(
     alert: &crd::Alert,
     catch_all: Option<&'a Runbook>,
 ) -> Option<&'a Runbook> {
-    catalog.select(None, alert).ok().or(catch_all)
+    catalog.select(None, alert).ok().map(|r| &**r).or(catch_all)
 }
 
 /// The catch-all runbook named by the operator's configuration; an id the catalog does not
@@ -52,6 +52,7 @@ pub fn catch_all<'a>(
     id.map(|id| {
         catalog
             .select(Some(id), &crd::Alert::default())
+            .map(|r| &**r)
             .map_err(|e| format!("--intake-catch-all-runbook: {e}"))
     })
     .transpose()

@@ -1,11 +1,10 @@
 //! The runbooks the operator knows, and choosing one for an alert.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 
 use super::RunbookError;
-use super::compile;
 use super::model::Runbook;
 use crate::crd::Alert;
 
@@ -22,7 +21,7 @@ static BUILTIN: LazyLock<Catalog> = LazyLock::new(|| {
 /// A set of validated runbooks, in the order they were given.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    runbooks: Vec<Runbook>,
+    runbooks: Vec<Arc<Runbook>>,
 }
 
 /// Why no runbook could be chosen for a triage.
@@ -40,28 +39,38 @@ impl Catalog {
         &BUILTIN
     }
 
-    /// Parses and validates runbooks; each string may hold several `---`-separated documents.
+    /// Parses and validates runbooks; each string may hold several `---`-separated documents,
+    /// each a bare runbook (like the built-in files) or a `Runbook`/`ClusterRunbook` manifest.
     pub fn from_yaml(docs: &[&str]) -> Result<Catalog, RunbookError> {
-        let mut runbooks: Vec<Runbook> = Vec::new();
-        let documents = docs
-            .iter()
-            .flat_map(|d| serde_yaml::Deserializer::from_str(d));
-        for (i, document) in documents.enumerate() {
-            let runbook = Runbook::deserialize(document).map_err(|source| RunbookError::Parse {
+        let mut runbooks: Vec<Arc<Runbook>> = Vec::new();
+        let documents = || {
+            docs.iter()
+                .flat_map(|d| serde_yaml::Deserializer::from_str(d))
+        };
+        let values = documents().map(serde_yaml::Value::deserialize);
+        for (i, (document, value)) in documents().zip(values).enumerate() {
+            let parse = |source| RunbookError::Parse {
                 index: i + 1,
                 source,
-            })?;
-            runbook.validate()?;
-            compile::check(&runbook)?;
+            };
+            let runbook = match manifest_spec(value.map_err(parse)?) {
+                // Through text again, so errors name the field inside `spec`.
+                Some(spec) => Runbook::load(&serde_yaml::to_string(&spec).map_err(parse)?)?,
+                None => {
+                    let runbook = Runbook::deserialize(document).map_err(parse)?;
+                    runbook.check()?;
+                    runbook
+                }
+            };
             if runbooks.iter().any(|r| r.id == runbook.id) {
                 return Err(RunbookError::Duplicate { id: runbook.id });
             }
-            runbooks.push(runbook);
+            runbooks.push(Arc::new(runbook));
         }
         Ok(Catalog { runbooks })
     }
 
-    pub fn runbooks(&self) -> &[Runbook] {
+    pub fn runbooks(&self) -> &[Arc<Runbook>] {
         &self.runbooks
     }
 
@@ -70,7 +79,11 @@ impl Catalog {
     }
 
     /// The requested runbook, or else the first whose alert patterns match the alert.
-    pub fn select(&self, requested: Option<&str>, alert: &Alert) -> Result<&Runbook, SelectError> {
+    pub fn select(
+        &self,
+        requested: Option<&str>,
+        alert: &Alert,
+    ) -> Result<&Arc<Runbook>, SelectError> {
         let known = || self.ids().into_iter().map(String::from).collect();
         match requested {
             Some(id) => {
@@ -91,6 +104,22 @@ impl Catalog {
                     known: known(),
                 }),
         }
+    }
+}
+
+/// The `spec` of a Runbook or ClusterRunbook manifest; None for a bare runbook document.
+fn manifest_spec(doc: serde_yaml::Value) -> Option<serde_yaml::Value> {
+    let kind = doc.get("kind").and_then(serde_yaml::Value::as_str);
+    let group = doc
+        .get("apiVersion")
+        .and_then(serde_yaml::Value::as_str)
+        .and_then(|v| v.split_once('/'))
+        .map(|(group, _)| group);
+    match (group, kind) {
+        (Some("triage.dev"), Some("Runbook" | "ClusterRunbook")) => {
+            Some(doc.get("spec").cloned().unwrap_or_default())
+        }
+        _ => None,
     }
 }
 
@@ -317,6 +346,12 @@ categories:
             ),
             (r"'\((\d{3})\)'", r"'\(\d{3}\)'", "needs a capture group"),
             (r"'\((\d{3})\)'", r"'(unclosed'", "httpStatus"),
+            // Too expensive to build: refused, never run.
+            (
+                r"'\((\d{3})\)'",
+                r"'(\w{1000}){1000}'",
+                "exceeds size limit",
+            ),
             (
                 "reason: 'rotate {count}'",
                 "reason: 'rotate {cuont}'",
@@ -357,6 +392,20 @@ categories:
                 .unwrap_or_else(|| panic!("{to:?} accepted"));
             assert!(err.to_string().contains(want), "{to:?}: {err}");
         }
+        let manifest = format!(
+            "apiVersion: triage.dev/v1alpha1\nkind: ClusterRunbook\nmetadata: {{name: x}}\nspec:\n{}",
+            MINIMAL
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        );
+        assert_eq!(Catalog::from_yaml(&[&manifest]).unwrap().ids(), ["tiny"]);
+        let bad = manifest.replace("category: AuthFailure", "category: Auth Failure");
+        let err = Catalog::from_yaml(&[&bad]).err().unwrap().to_string();
+        assert!(
+            err.starts_with("spec: categories[0]: category \"Auth Failure\""),
+            "{err}"
+        );
         let duplicate = Catalog::from_yaml(&[MINIMAL, MINIMAL]).expect_err("duplicate id");
         assert!(
             matches!(duplicate, RunbookError::Duplicate { .. }),

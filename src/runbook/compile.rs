@@ -39,22 +39,24 @@ const MAX_CACHED: usize = 256;
 /// Compiled runbooks by runbook and the values of the alert labels their matchers use, so the
 /// triages of one alert share one compilation instead of building every regex again.
 ///
-/// Runbooks are keyed by id: that holds for the built-in catalog, which never changes while the
-/// process runs; runbooks that can change must add their version to the key.
+/// Runbooks are keyed by a version their caller gives besides the id: a runbook resource's uid
+/// and generation, so an edited runbook is compiled afresh and never mixed with its old self.
 #[derive(Default)]
 pub struct CompiledCache {
     entries: Mutex<HashMap<CacheKey, Arc<CompiledRunbook>>>,
 }
 
-type CacheKey = (String, Vec<(String, Option<String>)>);
+type CacheKey = (String, String, Vec<(String, Option<String>)>);
 
 impl CompiledCache {
     pub fn get(
         &self,
+        version: &str,
         runbook: &Runbook,
         alert: &Alert,
     ) -> Result<Arc<CompiledRunbook>, RunbookError> {
         let key = (
+            version.to_string(),
             runbook.id.clone(),
             runbook
                 .compile_time_templates()
@@ -268,10 +270,11 @@ impl Matchers {
         let categories = rb
             .categories
             .iter()
-            .map(|r| {
-                let what = format!("categories {} patterns", r.category.as_str());
+            .enumerate()
+            .map(|(i, r)| {
+                let what = format!("categories[{i}].patterns ({})", r.category.as_str());
                 Ok(Classifier {
-                    category: r.category,
+                    category: r.category.clone(),
                     statuses: r.http_status.clone(),
                     patterns: (!r.patterns.is_empty())
                         .then(|| compile_set(id, &what, &r.patterns))
@@ -326,7 +329,8 @@ impl Matchers {
             http_status: rb
                 .http_status
                 .iter()
-                .map(|p| compile_capturing(id, "httpStatus", p))
+                .enumerate()
+                .map(|(i, p)| compile_capturing(id, &format!("httpStatus[{i}]"), p))
                 .collect::<Result<_, _>>()?,
             categories,
             markers,
@@ -336,7 +340,7 @@ impl Matchers {
                 .map(|r| {
                     Ok::<_, RunbookError>((
                         compile_set(id, "relatedServices.patterns", &r.patterns)?,
-                        r.category,
+                        r.category.clone(),
                     ))
                 })
                 .transpose()?,
@@ -369,7 +373,8 @@ impl Matchers {
         self.categories
             .iter()
             .find(|c| c.fits(detail, statuses))
-            .map_or(Category::Unclassified, |c| c.category)
+            // Validation puts a rule that fits everything last, so this is never reached.
+            .map_or(Category::NO_EVIDENCE, |c| c.category.clone())
     }
 }
 
@@ -790,25 +795,32 @@ pub(super) mod tests {
         };
         let cache = CompiledCache::default();
         let first = cache
-            .get(runbook, &alert("DeleteClientID", "us-south"))
+            .get("builtin", runbook, &alert("DeleteClientID", "us-south"))
             .unwrap();
         let other_region = cache
-            .get(runbook, &alert("DeleteClientID", "eu-de"))
+            .get("builtin", runbook, &alert("DeleteClientID", "eu-de"))
             .unwrap();
         assert!(
             Arc::ptr_eq(&first, &other_region),
             "region is not in the matchers"
         );
         let other_operation = cache
-            .get(runbook, &alert("CreateClientID", "us-south"))
+            .get("builtin", runbook, &alert("CreateClientID", "us-south"))
             .unwrap();
         assert!(!Arc::ptr_eq(&first, &other_operation));
+        let edited = cache
+            .get("uid:2", runbook, &alert("DeleteClientID", "us-south"))
+            .unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &edited),
+            "another version of the runbook is compiled afresh"
+        );
         let missing = Alert::default();
         assert!(
-            cache.get(runbook, &missing).is_err(),
+            cache.get("builtin", runbook, &missing).is_err(),
             "a missing label is an error, every time"
         );
-        assert!(cache.get(runbook, &missing).is_err());
+        assert!(cache.get("builtin", runbook, &missing).is_err());
     }
 
     #[test]

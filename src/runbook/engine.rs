@@ -192,10 +192,14 @@ impl CompiledRunbook {
         let intermittency = self.intermittency(input, &total, &mut vars);
         let env = self.env_info(&input.env_info, &mut vars);
 
-        let Some(rule) = rb.categories.iter().find(|r| count(&total, r.category) > 0) else {
+        let Some(rule) = rb
+            .categories
+            .iter()
+            .find(|r| count(&total, &r.category) > 0)
+        else {
             return self.no_evidence(input, &total, &vars, intermittency);
         };
-        let category = rule.category;
+        let category = &rule.category;
         let failing: Vec<&PodInput> = input
             .pods
             .iter()
@@ -316,7 +320,7 @@ impl CompiledRunbook {
                 follow_up: outcome.follow_up.iter().map(|s| vars.fill(s)).collect(),
             });
         let classification = Classification {
-            category,
+            category: category.clone(),
             http_status,
             scope,
             reason: self.classification_reason(
@@ -348,7 +352,7 @@ impl CompiledRunbook {
         &self,
         input: &AssessInput,
         total: &StreamFindings,
-        category: Category,
+        category: &Category,
         http_status: Option<u16>,
         failing: usize,
         restart_note: Option<&str>,
@@ -377,10 +381,14 @@ impl CompiledRunbook {
             }
             _ => {}
         }
-        let others: Vec<String> = total
-            .matches
+        // In the runbook's order of precedence, highest first.
+        let others: Vec<String> = self
+            .runbook
+            .categories
             .iter()
-            .filter(|(c, n)| **c != category && **n > 0)
+            .map(|r| &r.category)
+            .filter(|c| *c != category)
+            .filter_map(|c| total.matches.get(c).filter(|n| **n > 0).map(|n| (c, n)))
             .map(|(c, n)| format!("{n} {}", c.as_str()))
             .collect();
         if !others.is_empty() {
@@ -419,7 +427,7 @@ impl CompiledRunbook {
         };
         Verdict {
             classification: Classification {
-                category: Category::NoEvidence,
+                category: Category::NO_EVIDENCE,
                 http_status: None,
                 scope: Scope::NoPods,
                 reason: reason.clone(),
@@ -539,7 +547,7 @@ impl CompiledRunbook {
     fn related(
         &self,
         input: &AssessInput,
-        category: Category,
+        category: &Category,
         vars: &mut Vars,
     ) -> Vec<RelatedService> {
         if self.runbook.related_category() != Some(category) {
@@ -627,8 +635,8 @@ impl<'a> Vars<'a> {
     }
 }
 
-fn count(findings: &StreamFindings, category: Category) -> u64 {
-    findings.matches.get(&category).copied().unwrap_or(0)
+fn count(findings: &StreamFindings, category: &Category) -> u64 {
+    findings.matches.get(category).copied().unwrap_or(0)
 }
 
 /// The one failing pod, when the rule has a single-pod outcome, no other pod fails in any way
@@ -636,7 +644,7 @@ fn count(findings: &StreamFindings, category: Category) -> u64 {
 fn single_pod_candidate<'i>(
     rule: &CategoryRule,
     input: &'i AssessInput,
-    category: Category,
+    category: &Category,
 ) -> Option<&'i PodInput> {
     rule.recommend_if_single_pod.as_ref()?;
     let mut failing = input.pods.iter().filter(|p| p.findings.failures() > 0);
@@ -829,7 +837,10 @@ mod tests {
             ),
         );
         assert_eq!(v.recommendation.action, Action::RecordApiKeyRotation);
-        assert_eq!(v.classification.category, Category::AuthFailure);
+        assert_eq!(
+            v.classification.category,
+            Category::new("AuthFailure").unwrap()
+        );
         assert_eq!(v.classification.http_status, Some(401));
         assert_eq!(
             v.classification.reason,
@@ -863,7 +874,10 @@ mod tests {
                 ],
             ),
         );
-        assert_eq!(v.classification.category, Category::RateLimited);
+        assert_eq!(
+            v.classification.category,
+            Category::new("RateLimited").unwrap()
+        );
         assert_eq!(v.classification.http_status, Some(429));
         assert_eq!(v.classification.scope, Scope::SinglePod);
         assert_eq!(v.recommendation.action, Action::Escalate);
@@ -937,7 +951,7 @@ mod tests {
             let v = assess(&c, &input(a.clone(), pods));
             assert_eq!(
                 v.classification.category,
-                Category::NetworkFailure,
+                Category::new("NetworkFailure").unwrap(),
                 "{name}"
             );
             assert_eq!(v.recommendation.action, action, "{name}");
@@ -1171,7 +1185,10 @@ mod tests {
                 vec![restarted(&c, "bad", &previous, &clean(12)), sibling.clone()],
             ),
         );
-        assert_eq!(v.classification.category, Category::NetworkFailure);
+        assert_eq!(
+            v.classification.category,
+            Category::new("NetworkFailure").unwrap()
+        );
         assert_eq!(v.classification.scope, Scope::SinglePod);
         assert_eq!(v.recommendation.action, Action::None);
         assert_eq!(v.delete_candidate, None);
@@ -1300,7 +1317,7 @@ mod tests {
         let c = compile(&a);
         let none = assess(&c, &input(a.clone(), vec![]));
         assert_eq!(none.recommendation.action, Action::None);
-        assert_eq!(none.classification.category, Category::NoEvidence);
+        assert_eq!(none.classification.category, Category::NO_EVIDENCE);
         assert_eq!(none.classification.scope, Scope::NoPods);
         assert_eq!(none.recommendation.action, Action::None);
         assert!(
@@ -1309,7 +1326,7 @@ mod tests {
             none.classification.reason
         );
         let quiet = assess(&c, &input(a, vec![pod(&c, "p1", true, &[OK, "hello"])]));
-        assert_eq!(quiet.classification.category, Category::NoEvidence);
+        assert_eq!(quiet.classification.category, Category::NO_EVIDENCE);
         assert_eq!(
             quiet.classification.reason,
             "No ErrorMeteringTokenExchangeFailure records in 2 log lines from 1 pod."
@@ -1335,7 +1352,10 @@ mod tests {
         );
         let v = assess(&c, &i);
         assert_eq!(v.recommendation.action, Action::RecordApiKeyRotation);
-        assert_eq!(v.classification.category, Category::ClientIdNotAuthorized);
+        assert_eq!(
+            v.classification.category,
+            Category::new("ClientIdNotAuthorized").unwrap()
+        );
         assert_eq!(v.classification.http_status, Some(403));
         let r = v.api_key_rotation.unwrap();
         assert_eq!(r.controller_ids, ["c7kd91rd0f6h1m2n3o4p"]);
@@ -1396,7 +1416,10 @@ mod tests {
             ),
         );
         assert_eq!(v.recommendation.action, Action::Escalate);
-        assert_eq!(v.classification.category, Category::Unclassified);
+        assert_eq!(
+            v.classification.category,
+            Category::new("Unclassified").unwrap()
+        );
         assert_eq!(v.classification.http_status, Some(500));
         assert_eq!(v.recommendation.team.as_deref(), Some("troutbridge"));
         assert!(

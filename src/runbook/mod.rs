@@ -7,6 +7,7 @@ mod catalog;
 mod compile;
 mod engine;
 mod model;
+mod resource;
 mod scan;
 mod success;
 mod template;
@@ -16,6 +17,9 @@ pub use catalog::{Catalog, SelectError};
 pub use compile::{CompiledCache, CompiledRunbook};
 pub use engine::{AssessInput, Containers, EnvInfo, PodInput, RelatedInput, Restart, Verdict};
 pub use model::{EnvInfoSpec, Runbook};
+pub use resource::{
+    ClusterRunbook, ClusterRunbookSpec, Runbook as RunbookResource, RunbookSpec, RunbookStatus,
+};
 pub use scan::{LogScanner, MAX_LINE_BYTES, StreamFindings, leading_time};
 pub use success::SuccessTimes;
 pub use window::WindowCut;
@@ -34,6 +38,10 @@ pub enum RunbookError {
         what: String,
         source: Box<regex::Error>,
     },
+    /// A Runbook's or ClusterRunbook's spec that does not fit the model: the field path and
+    /// what is wrong, without a position in text its author never wrote.
+    #[error("spec: {0}")]
+    Spec(String),
     #[error("runbook {id}: {reason}")]
     Invalid { id: String, reason: String },
     #[error("runbook {id} is defined more than once")]

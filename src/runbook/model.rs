@@ -40,7 +40,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::RunbookError;
 use super::template;
@@ -50,39 +51,71 @@ const MIN_WINDOW: Duration = Duration::from_secs(60);
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A runbook: how to recognise an alert's failures in logs and what to do about each kind.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Runbook {
+    /// How triages name the runbook (`spec.runbook`); a runbook resource with a built-in id
+    /// overrides the built-in.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub(super) id: String,
     pub(super) title: String,
-    #[serde(deserialize_with = "window")]
+    /// The default evidence window, between 1m and 24h (e.g. `30m`, `1h`).
+    #[serde(with = "window")]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"),
+        length(min = 2, max = 16),
+        extend("x-kubernetes-validations" = [{
+            "rule": "duration(self) >= duration('1m') && duration(self) <= duration('24h')",
+            "message": "window must be a duration between 1m and 24h, e.g. 30m or 1h"
+        }])
+    )]
     pub(super) window: Duration,
+    /// Alerts the runbook is chosen for when a triage names none: `names` (globs with `*`,
+    /// case-insensitive) or `labels` (label -> glob).
     pub(super) alerts: AlertMatch,
-    #[serde(default)]
+    /// matchLabels used when the triage names no selector; values may use `{labels.<name>}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) default_selector: BTreeMap<String, String>,
-    #[serde(default)]
+    /// The ConfigMap and keys holding the account and resource group, when needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) env_info: Option<EnvInfoSpec>,
+    /// The team paged on Escalate.
     pub(super) team: String,
+    /// JSON keys holding a line's time and the error's details.
     pub(super) json: JsonFields,
+    /// What opens a failure record (`contains`), continues it and filters it (`where`).
     pub(super) signature: Signature,
-    #[serde(default)]
+    /// Regexes whose first participating group is an HTTP status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) http_status: Vec<String>,
-    #[serde(default)]
+    /// A field whose values are collected from the failure records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) controller_ids: Option<Field>,
-    #[serde(default)]
+    /// Lines that show the work succeeding, to tell whether failures are intermittent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) success_markers: Vec<Marker>,
-    #[serde(default)]
+    /// What the success markers show succeeding, for messages (e.g. `metering`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) work: Option<String>,
-    #[serde(default)]
+    /// Other services to check for the same signature when `category` is the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) related_services: Option<RelatedServices>,
+    /// Ordered rules, highest precedence first; the last has no httpStatus and no patterns.
+    #[schemars(length(min = 1))]
     pub(super) categories: Vec<CategoryRule>,
-    #[serde(default)]
+    /// Steps for a person when no failure record was found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) no_evidence_steps: Vec<String>,
-    #[serde(default)]
+    /// A customer-impact notice (`title`, `body`), filled in with the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) notification: Option<NotificationTemplate>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct AlertMatch {
     #[serde(default)]
@@ -92,7 +125,7 @@ pub(super) struct AlertMatch {
 }
 
 /// Where the environment's account and resource group are kept (a ConfigMap's data keys).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvInfoSpec {
     pub config_map: String,
@@ -100,14 +133,14 @@ pub struct EnvInfoSpec {
     pub resource_group_key: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct JsonFields {
     pub(super) time_fields: Vec<String>,
     pub(super) detail_fields: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct Signature {
     pub(super) contains: Vec<String>,
@@ -117,7 +150,7 @@ pub(super) struct Signature {
     pub(super) filters: Vec<Filter>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct Filter {
     /// Names the field in descriptions, e.g. `callbackName=DeleteClientID`.
@@ -129,7 +162,7 @@ pub(super) struct Filter {
     pub(super) equals: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct Field {
     #[serde(default)]
@@ -138,14 +171,14 @@ pub(super) struct Field {
     pub(super) text: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct Marker {
     pub(super) name: String,
     pub(super) pattern: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct RelatedServices {
     pub(super) label_key: String,
@@ -154,11 +187,18 @@ pub(super) struct RelatedServices {
     pub(super) patterns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One category: which records it fits and what its verdict recommends.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.recommend.action in ['RecordApiKeyRotation', 'Escalate']",
+    "message": "recommend.action must be RecordApiKeyRotation or Escalate (DeletePod only in recommendIfSinglePod)"
+}]))]
 pub(super) struct CategoryRule {
     pub(super) category: Category,
+    /// HTTP statuses (read with the runbook's `httpStatus` regexes) that put a record here.
     #[serde(default)]
+    #[schemars(inner(range(min = 100, max = 599)))]
     pub(super) http_status: Vec<u16>,
     #[serde(default)]
     pub(super) patterns: Vec<String>,
@@ -173,7 +213,7 @@ impl CategoryRule {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct Outcome {
     pub(super) action: Action,
@@ -184,22 +224,31 @@ pub(super) struct Outcome {
     pub(super) follow_up: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct NotificationTemplate {
     pub(super) title: String,
     pub(super) body: String,
 }
 
-fn window<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(de)?;
-    let parsed: jiff::SignedDuration = text.parse().map_err(serde::de::Error::custom)?;
-    Duration::try_from(parsed)
-        .ok()
-        .filter(|d| (MIN_WINDOW..=MAX_WINDOW).contains(d))
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!("window {text:?} must be between 1m and 24h"))
-        })
+/// `window` as written in a runbook: a duration between 1m and 24h.
+mod window {
+    use super::*;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(de)?;
+        let parsed: jiff::SignedDuration = text.parse().map_err(serde::de::Error::custom)?;
+        Duration::try_from(parsed)
+            .ok()
+            .filter(|d| (MIN_WINDOW..=MAX_WINDOW).contains(d))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("window {text:?} must be between 1m and 24h"))
+            })
+    }
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(&crate::duration::format(*d))
+    }
 }
 
 impl Runbook {
@@ -259,30 +308,55 @@ impl Runbook {
     /// Every (category, action) a verdict of this runbook can carry, so the metrics can show
     /// each at zero before the first triage.
     pub fn verdicts(&self) -> Vec<(Category, Action)> {
-        let mut out = vec![(Category::NoEvidence, Action::None)];
+        let mut out = vec![(Category::NO_EVIDENCE, Action::None)];
         for rule in &self.categories {
             let actions = std::iter::once(&rule.recommend).chain(&rule.recommend_if_single_pod);
             for outcome in actions {
-                if !out.contains(&(rule.category, outcome.action)) {
-                    out.push((rule.category, outcome.action));
+                let verdict = (rule.category.clone(), outcome.action);
+                if !out.contains(&verdict) {
+                    out.push(verdict);
                 }
             }
         }
         out
     }
 
-    /// The category whose verdict reports related services.
-    pub fn related_category(&self) -> Option<Category> {
-        self.related_services.as_ref().map(|r| r.category)
+    /// The categories of its rules, in order of precedence.
+    pub fn categories(&self) -> impl Iterator<Item = &Category> {
+        self.categories.iter().map(|r| &r.category)
     }
 
-    pub(super) fn matches_alert(&self, alert: &Alert) -> bool {
+    /// The category whose verdict reports related services.
+    pub fn related_category(&self) -> Option<&Category> {
+        self.related_services.as_ref().map(|r| &r.category)
+    }
+
+    pub fn matches_alert(&self, alert: &Alert) -> bool {
         self.alerts.names.iter().any(|p| glob(p, &alert.name))
             || self
                 .alerts
                 .labels
                 .iter()
                 .any(|(k, p)| alert.labels.get(k).is_some_and(|v| glob(p, v)))
+    }
+
+    /// A Runbook's or ClusterRunbook's spec (as YAML or JSON text), checked as
+    /// [`Runbook::check`] does. Errors name the field: `spec: categories[1]: ...`.
+    pub fn load(spec: &str) -> Result<Runbook, RunbookError> {
+        let runbook: Runbook = serde_yaml::from_str(spec).map_err(|e| {
+            let text = e.to_string();
+            let at = text.rfind(" at line ").unwrap_or(text.len());
+            RunbookError::Spec(text[..at].to_string())
+        })?;
+        runbook.check()?;
+        Ok(runbook)
+    }
+
+    /// Everything the operator checks before it uses a runbook: the fields, the templates and
+    /// every regex, compiled as a triage would compile them.
+    pub fn check(&self) -> Result<(), RunbookError> {
+        self.validate()?;
+        super::compile::check(self)
     }
 
     /// Everything a runbook author can get wrong short of its regexes (which
@@ -356,7 +430,7 @@ impl Runbook {
         }
         for (i, rule) in self.categories.iter().enumerate() {
             let name = rule.category.as_str();
-            if rule.category == Category::NoEvidence {
+            if rule.category == Category::NO_EVIDENCE {
                 return Err(
                     "NoEvidence is the engine's verdict when nothing matches, not a rule".into(),
                 );

@@ -299,7 +299,7 @@ impl<'a> LogScanner<'a> {
             if let Some((patterns, category)) = &m.related
                 && patterns.is_match(body)
             {
-                self.count(&Record::new(time, &raw, body), *category, &[]);
+                self.count(&Record::new(time, &raw, body), category, &[]);
             }
             return;
         }
@@ -372,11 +372,16 @@ impl<'a> LogScanner<'a> {
             record.time = json.and_then(|obj| json_time(obj, &m.time_fields));
         }
         self.success.failure();
-        self.count(&record, category, &statuses);
+        self.count(&record, &category, &statuses);
     }
 
-    fn count(&mut self, record: &Record, category: Category, statuses: &[u16]) {
-        *self.findings.matches.entry(category).or_default() += 1;
+    fn count(&mut self, record: &Record, category: &Category, statuses: &[u16]) {
+        match self.findings.matches.get_mut(category) {
+            Some(n) => *n += 1,
+            None => {
+                self.findings.matches.insert(category.clone(), 1);
+            }
+        }
         for s in statuses {
             *self.findings.http_statuses.entry(*s).or_default() += 1;
         }
@@ -389,14 +394,14 @@ impl<'a> LogScanner<'a> {
 
     /// Keeps the first record of each category before a second of any, so the samples show
     /// the variety of failures rather than three copies of the commonest.
-    fn sample(&mut self, category: Category, raw: &str) {
-        let seen = self.samples.iter().any(|(c, _)| *c == category);
+    fn sample(&mut self, category: &Category, raw: &str) {
+        let seen = self.samples.iter().any(|(c, _)| c == category);
         if self.samples.len() < MAX_SAMPLES {
-            self.samples.push((category, shorten(raw)));
+            self.samples.push((category.clone(), shorten(raw)));
         } else if !seen {
             let repeated = |c: &Category| self.samples.iter().filter(|(d, _)| d == c).count() > 1;
             if let Some(i) = self.samples.iter().rposition(|(c, _)| repeated(c)) {
-                self.samples[i] = (category, shorten(raw));
+                self.samples[i] = (category.clone(), shorten(raw));
             }
         }
     }
@@ -585,10 +590,10 @@ mod tests {
         assert_eq!(whole.lines, 8);
         assert_eq!(whole.bytes, input.len() as u64);
         let expected = BTreeMap::from([
-            (Category::AuthFailure, 1),
-            (Category::RateLimited, 1),
-            (Category::NetworkFailure, 1),
-            (Category::Unclassified, 2),
+            (Category::new("AuthFailure").unwrap(), 1),
+            (Category::new("RateLimited").unwrap(), 1),
+            (Category::new("NetworkFailure").unwrap(), 1),
+            (Category::new("Unclassified").unwrap(), 2),
         ]);
         assert_eq!(whole.matches, expected);
         assert_eq!(
@@ -739,7 +744,7 @@ mod tests {
         // The second Wrapped Errors line follows a finished record, so it belongs to nothing.
         assert_eq!(
             findings.matches,
-            BTreeMap::from([(Category::AuthFailure, 1)])
+            BTreeMap::from([(Category::new("AuthFailure").unwrap(), 1)])
         );
         assert_eq!(findings.lines, 3);
         assert_eq!(
@@ -755,45 +760,69 @@ mod tests {
             (
                 "The IAM token exchange request failed. (429)",
                 Some(429),
-                Category::RateLimited,
+                Category::new("RateLimited").unwrap(),
             ),
-            ("status 401 returned", Some(401), Category::AuthFailure),
-            (r#"{\"statusCode\":403}"#, Some(403), Category::AuthFailure),
-            ("403 Forbidden", Some(403), Category::AuthFailure),
+            (
+                "status 401 returned",
+                Some(401),
+                Category::new("AuthFailure").unwrap(),
+            ),
+            (
+                r#"{\"statusCode\":403}"#,
+                Some(403),
+                Category::new("AuthFailure").unwrap(),
+            ),
+            (
+                "403 Forbidden",
+                Some(403),
+                Category::new("AuthFailure").unwrap(),
+            ),
             (
                 "ApiKey based rate limit for calls to /token",
                 None,
-                Category::RateLimited,
+                Category::new("RateLimited").unwrap(),
             ),
             (
                 "Post \"https://iam/token\": context deadline exceeded",
                 None,
-                Category::NetworkFailure,
+                Category::new("NetworkFailure").unwrap(),
             ),
             (
                 "dial tcp: lookup iam.cloud.ibm.com: no such host",
                 None,
-                Category::NetworkFailure,
+                Category::new("NetworkFailure").unwrap(),
             ),
             (
                 "read: connection reset by peer",
                 None,
-                Category::NetworkFailure,
+                Category::new("NetworkFailure").unwrap(),
             ),
             (
                 "net/http: TLS handshake timeout",
                 None,
-                Category::NetworkFailure,
+                Category::new("NetworkFailure").unwrap(),
             ),
-            ("unexpected EOF", None, Category::NetworkFailure),
-            ("the request timed out", None, Category::NetworkFailure),
+            (
+                "unexpected EOF",
+                None,
+                Category::new("NetworkFailure").unwrap(),
+            ),
+            (
+                "the request timed out",
+                None,
+                Category::new("NetworkFailure").unwrap(),
+            ),
             (
                 "invalid character 'A' looking for beginning of value",
                 None,
-                Category::Unclassified,
+                Category::new("Unclassified").unwrap(),
             ),
-            ("failed (500)", Some(500), Category::Unclassified),
-            ("code (999)", None, Category::Unclassified),
+            (
+                "failed (500)",
+                Some(500),
+                Category::new("Unclassified").unwrap(),
+            ),
+            ("code (999)", None, Category::new("Unclassified").unwrap()),
         ];
         for (wrapped, status, category) in cases {
             let f = scan(
@@ -810,7 +839,10 @@ mod tests {
         let c = metering();
         let line = r#"{"ts":1795233600.5,"caller":"x.go:403","reasonCode":"ErrorMeteringTokenExchangeFailure","wrappedErrors":["The IAM token exchange request failed. (429)"]}"#;
         let f = scan(&c, line);
-        assert_eq!(f.matches, BTreeMap::from([(Category::RateLimited, 1)]));
+        assert_eq!(
+            f.matches,
+            BTreeMap::from([(Category::new("RateLimited").unwrap(), 1)])
+        );
         assert_eq!(
             f.http_statuses,
             BTreeMap::from([(429, 1)]),
@@ -825,7 +857,10 @@ mod tests {
             &c,
             r#"{"reasonCode":"ErrorMeteringTokenExchangeFailure","err":"(401)""#,
         );
-        assert_eq!(f.matches, BTreeMap::from([(Category::AuthFailure, 1)]));
+        assert_eq!(
+            f.matches,
+            BTreeMap::from([(Category::new("AuthFailure").unwrap(), 1)])
+        );
     }
 
     #[test]
@@ -846,8 +881,8 @@ mod tests {
         assert_eq!(
             f.matches,
             BTreeMap::from([
-                (Category::ClientIdNotAuthorized, 2),
-                (Category::Unclassified, 2)
+                (Category::new("ClientIdNotAuthorized").unwrap(), 2),
+                (Category::new("Unclassified").unwrap(), 2)
             ])
         );
         assert_eq!(f.http_statuses, BTreeMap::from([(403, 2), (500, 1)]));
@@ -902,7 +937,10 @@ mod tests {
         let c = metering();
         let input = "ApiKey based rate limit for calls to /token\nIAM: rate limited\nErrorMeteringTokenExchangeFailure (401)\nrate limit on cache\n";
         let f = scan_chunks(c.related_scanner(), input.as_bytes(), 3);
-        assert_eq!(f.matches, BTreeMap::from([(Category::RateLimited, 2)]));
+        assert_eq!(
+            f.matches,
+            BTreeMap::from([(Category::new("RateLimited").unwrap(), 2)])
+        );
         assert_eq!(f.lines, 4);
         assert_eq!(
             scan_chunks(orchestrator().related_scanner(), input.as_bytes(), 3).failures(),

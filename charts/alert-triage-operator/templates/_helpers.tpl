@@ -77,6 +77,12 @@ table and with the code: tests/chart.rs runs the operator with exactly these rul
 - apiGroups: [triage.dev]
   resources: [alerttriages/status]
   verbs: [patch]
+- apiGroups: [triage.dev]
+  resources: [runbooks]
+  verbs: [get, list, watch]
+- apiGroups: [triage.dev]
+  resources: [runbooks/status]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [pods]
   verbs: {{ if .Values.operator.allowPodDelete }}[get, list, delete]{{ else }}[get, list]{{ end }}
