@@ -43,6 +43,13 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     ));
     let cache = WarmCache::start(&apis);
     let metrics = Arc::new(Metrics::new(cache.awaiting_approval()));
+    // Before serving anything, so a bad notification config fails the start with its error.
+    let notifier = crate::notify::load(
+        &args.notify,
+        Catalog::builtin(),
+        client.clone(),
+        metrics.clone(),
+    )?;
     let server = http::serve(
         args.http.http_address,
         Endpoints {
@@ -80,10 +87,19 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     });
     info!(namespaces = ?args.namespaces, identity, "starting the AlertTriage controller");
     let result = if args.leader.enabled {
-        lead(client, &args.leader, identity, ctx, apis, &shutdown).await
+        lead(
+            client,
+            &args.leader,
+            identity,
+            ctx,
+            apis,
+            notifier,
+            &shutdown,
+        )
+        .await
     } else {
         ctx.metrics.set_leader(true);
-        controller::run(ctx, apis, &shutdown).await;
+        reconcile_and_notify(ctx, apis, notifier, &shutdown).await;
         Ok(())
     };
     shutdown.cancel();
@@ -104,6 +120,21 @@ async fn cancel_on_signal(mut terminate: tokio::signal::unix::Signal, shutdown: 
     shutdown.cancel();
 }
 
+/// The leader's work: the controller and, beside it on a watch of its own, the notifier.
+async fn reconcile_and_notify(
+    ctx: Arc<Context>,
+    apis: Vec<Api<AlertTriage>>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
+    shutdown: &CancellationToken,
+) {
+    let notify = async {
+        if let Some(notifier) = notifier {
+            notifier.run(apis.clone(), shutdown).await;
+        }
+    };
+    tokio::join!(controller::run(ctx, apis.clone(), shutdown), notify);
+}
+
 /// Waits for the lease, then reconciles while holding it. Losing the lease stops every
 /// reconcile at once (they are dropped, not drained) and fails the process: the renew deadline
 /// is shorter than the lease duration, so this happens before another replica may take over.
@@ -113,6 +144,7 @@ async fn lead(
     identity: String,
     ctx: Arc<Context>,
     apis: Vec<Api<AlertTriage>>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut elector = Elector::new(client, args, identity)?;
@@ -127,7 +159,7 @@ async fn lead(
             error!(%lost, "lost the leader lease; stopped reconciling");
             Err(anyhow::anyhow!("lost the leader lease: {lost}"))
         }
-        () = controller::run(ctx.clone(), apis, shutdown) => Ok(()),
+        () = reconcile_and_notify(ctx.clone(), apis, notifier, shutdown) => Ok(()),
     };
     ctx.metrics.set_leader(false);
     if outcome.is_ok() {

@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 pub use clock::ServerClock;
-pub use record::{INTAKE_MANAGER, mark_resolved};
+pub use conditions::RESOLVED as RESOLVED_CONDITION;
+pub use record::{INTAKE_MANAGER, NOTIFY_MANAGER, mark_resolved, record_deliveries};
 
 use crate::action::Limits;
 use crate::cli::RunArgs;

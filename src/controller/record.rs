@@ -13,7 +13,7 @@ use tracing::warn;
 use super::conditions::{RESOLVED, set_kstatus};
 use super::{Context, Error, MANAGER};
 use crate::action::ApprovedPlan;
-use crate::crd::{AlertTriage, AlertTriageStatus};
+use crate::crd::{AlertTriage, AlertTriageStatus, Delivery};
 use crate::redact::redact;
 
 /// Longest Event note; the API server refuses notes over 1 KiB.
@@ -85,6 +85,18 @@ impl<'a> Record<'a> {
             .as_ref()
             .map_or(&[][..], |s| &s.conditions[..]);
         set_kstatus(&mut status, previous, self.ctx.clock.now().await);
+        // Deliveries belong to the notifier's field manager: leaving them out of this apply
+        // neither claims nor drops them.
+        if let Some(n) = status.notification.as_mut() {
+            n.deliveries.clear();
+        }
+        if status
+            .notification
+            .as_ref()
+            .is_some_and(|n| n.title.is_empty() && n.body.is_empty())
+        {
+            status.notification = None;
+        }
         // Resolution is a fact about the alert that no later step may drop: every write keeps
         // the intake's condition exactly as it was read.
         status.conditions.retain(|c| c.type_ != RESOLVED);
@@ -195,6 +207,41 @@ pub async fn mark_resolved(
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// The field manager of `status.notification.deliveries`, which only the notifier writes; the
+/// controller's applies leave that list out, so neither removes what the other owns.
+pub const NOTIFY_MANAGER: &str = "alert-triage-operator-notify";
+
+/// Records the notifier's deliveries for one triage (server-side apply of that list alone),
+/// conditional on `resource_version` so a notifier that read an older object (a replica that
+/// lost the lease) cannot overwrite a newer record. Returns the new resourceVersion, or None
+/// when the triage is gone. Errors are redacted by the caller's logging like any other.
+pub async fn record_deliveries(
+    api: &Api<AlertTriage>,
+    name: &str,
+    resource_version: Option<&str>,
+    deliveries: &[Delivery],
+) -> Result<Option<String>, Error> {
+    let patch = serde_json::json!({
+        "apiVersion": AlertTriage::api_version(&()),
+        "kind": AlertTriage::kind(&()),
+        "metadata": {"resourceVersion": resource_version},
+        "status": {"notification": {"deliveries": deliveries}},
+    });
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(NOTIFY_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(written) => Ok(written.metadata.resource_version),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(name.to_string())),
+        Err(e) => Err(Error::Kube(e)),
     }
 }
 

@@ -543,9 +543,32 @@ pub fn why(t: &AlertTriage, now: Timestamp) -> String {
             let _ = writeln!(out, "  replaced by {replacement}");
         }
     }
-    if let Some(n) = &status.notification {
+    if let Some(n) = status.notification.as_ref().filter(|n| !n.title.is_empty()) {
         let _ = writeln!(out, "\nNotice: {}", n.title);
         out.push_str(&indent(&n.body, "  "));
+    }
+    if let Some(n) = status
+        .notification
+        .as_ref()
+        .filter(|n| !n.deliveries.is_empty())
+    {
+        out.push_str("\nNotifications:\n");
+        for d in &n.deliveries {
+            let _ = write!(
+                out,
+                "  {} {} {}: {:?} after {} attempt(s) at {}",
+                d.target,
+                d.kind.as_str(),
+                d.event.as_str(),
+                d.result,
+                d.attempts,
+                d.time.0
+            );
+            if let Some(error) = &d.error {
+                let _ = write!(out, " ({error})");
+            }
+            out.push('\n');
+        }
     }
     if !status.conditions.is_empty() {
         out.push_str("\nConditions:\n");

@@ -33,6 +33,8 @@
 //!   container has logged clean for 5 minutes, no deletion is proposed (action `None`): the
 //!   restart already replaced the failing container, which is all deleting the pod would do.
 //! - `noEvidenceSteps`, `notification` (`title`, `body`).
+//! - `notify`: names of notification targets (see docs/notifications.md) that this runbook's
+//!   escalations always go to, besides the configuration's routes.
 //!
 //! Text fields are templates: `{labels.<name>}` and the variables listed in
 //! [`super::template::VARIABLES`] are filled in when the verdict is made.
@@ -80,6 +82,10 @@ pub struct Runbook {
     pub(super) no_evidence_steps: Vec<String>,
     #[serde(default)]
     pub(super) notification: Option<NotificationTemplate>,
+    /// Notification targets (names in the notifier's configuration) this runbook's triages are
+    /// always sent to, besides those the configuration's routes pick.
+    #[serde(default)]
+    pub(super) notify: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,6 +211,11 @@ fn window<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
 impl Runbook {
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The notification targets this runbook names (`notify`).
+    pub fn notify(&self) -> &[String] {
+        &self.notify
     }
 
     pub fn title(&self) -> &str {
