@@ -132,7 +132,10 @@ fn yaml_errors_name_the_place_not_the_value() {
     let text = full().replace("maxAttempts: 4", &format!("maxAttempts: \"{SECRET}\""));
     let got = parse(&text).unwrap_err().to_string();
     assert!(!got.contains("hunter2"), "{got}");
-    assert!(got.contains("retry.maxAttempts") && got.contains("line 18"), "{got}");
+    assert!(
+        got.contains("retry.maxAttempts") && got.contains("line 18"),
+        "{got}"
+    );
     let typo = full().replace("routingKey:", "routingkey:");
     let got = parse(&typo).unwrap_err().to_string();
     assert!(got.contains("unknown field `routingkey`"), "{got}");
