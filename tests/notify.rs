@@ -437,7 +437,11 @@ routes:
         .collect();
     assert_eq!(sections.len(), 3, "{slack}");
     assert!(sections[0].starts_with("*Why*"));
-    assert!(sections[1].starts_with("*Next steps*\n1. "));
+    assert!(
+        sections[1].starts_with("*Next steps*\n1. "),
+        "{}",
+        sections[1]
+    );
     assert!(sections[2].contains("Customers may see delays"));
     assert!(sections.iter().all(|s| s.chars().count() <= 3000));
 

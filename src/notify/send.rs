@@ -164,10 +164,11 @@ pub fn severity(t: &AlertTriage, kind: NotificationKind) -> &'static str {
     }
 }
 
-/// Redacts every string in `value`, object keys included.
+/// Redacts every string in `value`, object keys included. Line by line: redaction turns
+/// control characters into spaces, and the steps and notices are meant to be read as lines.
 fn redacted(value: Value) -> Value {
     match value {
-        Value::String(s) => Value::String(redact(&s).into_owned()),
+        Value::String(s) => Value::String(s.split('\n').map(redact).collect::<Vec<_>>().join("\n")),
         Value::Array(items) => Value::Array(items.into_iter().map(redacted).collect()),
         Value::Object(map) => Value::Object(
             map.into_iter()
