@@ -739,6 +739,32 @@ mod tests {
     }
 
     #[test]
+    fn why_lists_the_notification_deliveries_without_an_empty_notice() {
+        let t = triage(
+            "esc",
+            "2026-01-02T02:00:00Z",
+            json!({
+                "phase": "Escalated",
+                "notification": {"deliveries": [
+                    {"target": "am", "kind": "Escalation", "key": "k1", "event": "Firing",
+                     "result": "Delivered", "attempts": 1, "time": "2026-01-02T02:01:00Z"},
+                    {"target": "pd", "kind": "Escalation", "key": "k1", "event": "Firing",
+                     "result": "Failed", "attempts": 2, "time": "2026-01-02T02:02:00Z",
+                     "error": "HTTP 503"}
+                ]}
+            }),
+        );
+        let out = why(&t, "2026-01-02T02:03:00Z".parse().unwrap());
+        assert!(!out.contains("Notice:"), "{out}");
+        assert!(
+            out.contains(
+                "Notifications:\n  am Escalation firing: Delivered after 1 attempt(s) at 2026-01-02T02:01:00Z\n  pd Escalation firing: Failed after 2 attempt(s) at 2026-01-02T02:02:00Z (HTTP 503)\n"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn why_tells_the_whole_story_in_plain_text() {
         let t = triage(
             "net",

@@ -152,6 +152,15 @@ fn send(target: &str, key: &str, event: DeliveryEvent, attempts: u32) -> Step {
     }
 }
 
+/// Name, what is routed, what was recorded, seconds after the epoch of the test, steps wanted.
+type Case<'a> = (
+    &'a str,
+    &'a Vec<(Wanted, Vec<TargetRef<'a>>)>,
+    Vec<Delivery>,
+    i64,
+    Vec<Step>,
+);
+
 #[test]
 fn due_table() {
     use DeliveryEvent::{Firing, Resolved};
@@ -179,13 +188,7 @@ fn due_table() {
         },
         vec![pd],
     )];
-    let table: Vec<(
-        &str,
-        &Vec<(Wanted, Vec<TargetRef>)>,
-        Vec<Delivery>,
-        i64,
-        Vec<Step>,
-    )> = vec![
+    let table: Vec<Case> = vec![
         (
             "new: sent to each target",
             &firing_both,
