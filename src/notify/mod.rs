@@ -60,6 +60,8 @@ struct Tracked {
     deliveries: Vec<Delivery>,
     in_flight: HashSet<(String, String)>,
     posted: HashMap<(String, String), Instant>,
+    /// The last write of `deliveries` failed; the next tick writes them again.
+    unwritten: bool,
 }
 
 pub struct Notifier {
@@ -182,6 +184,7 @@ impl Notifier {
             deleted,
             in_flight: HashSet::new(),
             posted: HashMap::new(),
+            unwritten: false,
         });
         tracked.obj = obj;
         tracked.deleted |= deleted;
@@ -196,6 +199,9 @@ impl Notifier {
         let Some(t) = state.get_mut(uid) else {
             return;
         };
+        if plan::held(&t.obj, t.deleted) {
+            return;
+        }
         let wanted = plan::wanted(&t.obj, t.deleted);
         let notify = t
             .obj
@@ -219,7 +225,7 @@ impl Notifier {
             .collect();
         let known: Vec<TargetRef> = self.config.targets.iter().map(target_ref).collect();
         let steps = plan::due(&routed, &t.deliveries, &known, &self.config.retry, now);
-        let mut write = false;
+        let mut write = std::mem::take(&mut t.unwritten);
         for step in steps {
             match step {
                 Step::Send {
@@ -459,14 +465,18 @@ impl Notifier {
                     Ok(_) => return,
                     Err(e) => {
                         warn!(triage = name, error = %e, "notifier: reading the triage failed");
-                        return;
+                        break;
                     }
                 },
                 Err(e) => {
-                    warn!(triage = name, error = %e, "notifier: recording deliveries failed");
-                    return;
+                    warn!(triage = name, error = %e, "notifier: recording deliveries failed; trying again");
+                    break;
                 }
             }
+        }
+        // Not written (an error, or every race lost to the controller): the next tick tries again.
+        if let Some(t) = self.lock().get_mut(&uid) {
+            t.unwritten = true;
         }
     }
 }

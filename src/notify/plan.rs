@@ -57,6 +57,23 @@ pub fn wanted(triage: &AlertTriage, deleted: bool) -> Vec<Wanted> {
     }]
 }
 
+/// True while a verdict is being (re)made: a triage that is Pending or Gathering keeps what it
+/// has sent until its new verdict says otherwise, so a re-triage does not resolve and page
+/// again for the same thing.
+pub fn held(triage: &AlertTriage, deleted: bool) -> bool {
+    !deleted
+        && wanted(triage, false).is_empty()
+        && matches!(
+            triage.status.as_ref().map(|s| s.phase),
+            None | Some(None | Some(Phase::Pending | Phase::Gathering))
+        )
+        && !triage.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == RESOLVED_CONDITION && c.status == "True")
+        })
+}
+
 /// The idempotency key of a notification: stable across attempts, restarts and replicas.
 pub fn key(uid: &str, kind: NotificationKind, about: &str) -> String {
     let mut h = Sha256::new();

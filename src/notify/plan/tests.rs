@@ -80,6 +80,40 @@ fn wanted_follows_the_phase() {
 }
 
 #[test]
+fn a_verdict_being_made_holds_what_was_sent() {
+    for phase in [Phase::Pending, Phase::Gathering] {
+        assert!(held(&triage(phase), false), "{phase:?}");
+        assert!(!held(&triage(phase), true), "deleted {phase:?}");
+    }
+    let mut fresh = triage(Phase::Pending);
+    fresh.status = None;
+    assert!(held(&fresh, false));
+    for phase in [
+        Phase::Escalated,
+        Phase::Remediating,
+        Phase::Remediated,
+        Phase::NoAction,
+    ] {
+        assert!(!held(&triage(phase), false), "{phase:?}");
+    }
+    let mut resolved = triage(Phase::Gathering);
+    resolved
+        .status
+        .as_mut()
+        .unwrap()
+        .conditions
+        .push(Condition {
+            type_: "Resolved".into(),
+            status: "True".into(),
+            reason: "AlertResolved".into(),
+            message: String::new(),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        });
+    assert!(!held(&resolved, false), "a resolved alert ends everything");
+}
+
+#[test]
 fn a_resolved_alert_wants_nothing() {
     let mut t = triage(Phase::Escalated);
     t.status.as_mut().unwrap().conditions.push(Condition {
