@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +18,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use common::operator::{Operator, create_triage, triage_resource, wait_for_phase, wait_for_triage};
-use common::{PodLog, TestNs, Workload, cluster, eventually};
+use common::scenario::rate_limited;
+use common::{PodLog, TestNs, Workload, alertmanager_bin, eventually, free_port};
 use hmac::{Hmac, Mac};
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject};
@@ -33,14 +33,6 @@ const DELIVERY: Duration = Duration::from_secs(30);
 const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef0123456789";
 const ROUTING_KEY: &str = "R0UT1NGKEY-secret-0123456789";
 const SLACK_SECRET_PATH: &str = "/services/T000/B000/slacksecretpath";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One request a sink received.
 #[derive(Debug, Clone)]
@@ -135,19 +127,6 @@ impl Sink {
     }
 }
 
-/// alertmanager from scripts/tools.sh (beside kubectl), or `ATO_TEST_ALERTMANAGER`.
-fn alertmanager_bin() -> PathBuf {
-    let bin = std::env::var_os("ATO_TEST_ALERTMANAGER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cluster().kubectl.with_file_name("alertmanager"));
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with scripts/tools.sh alertmanager",
-        bin.display()
-    );
-    bin
-}
-
 /// A real Alertmanager grouping by triage and sending to `receiver`, resolutions included.
 struct Alertmanager {
     child: Child,
@@ -218,16 +197,6 @@ impl Drop for Alertmanager {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Five rate-limited metering failures: the runbook escalates to troutbridge.
-fn rate_limited() -> Vec<String> {
-    let mut lines = Vec::new();
-    for _ in 0..5 {
-        lines.push("ErrorMeteringTokenExchangeFailure: Failed to prepare OpenShift license metering  IAM token exchange failure".to_string());
-        lines.push(r#"Wrapped Errors: ["The IAM token exchange request failed. (429)","Failed to decode response (429): \"ApiKey based rate limit\""]"#.to_string());
-    }
-    lines
 }
 
 /// One pod logging rate-limited failures, ready to be triaged.
@@ -669,4 +638,81 @@ async fn an_invalid_config_fails_the_start_with_its_error() {
         "{log}"
     );
     assert!(!log.contains(SIGNING_KEY), "{log}");
+}
+
+#[tokio::test]
+async fn a_resolved_alert_ends_its_notification_and_the_end_is_recorded() {
+    let ns = TestNs::new("notify-resolved").await;
+    failing_pod(&ns).await;
+    let sink = Sink::start(0).await;
+    let (_dir, file) = config(&format!(
+        "targets:\n  - name: audit\n    webhook: {{url: \"{}\", signingKey: \"{SIGNING_KEY}\"}}\nroutes:\n  - targets: [audit]\n    kinds: [Escalation]\n",
+        sink.url("/hook")
+    ));
+    let _op = Operator::start(&ns, &["--notify-config-file", &file]);
+    escalate(&ns, "ends").await;
+    let firing = wait_for_delivery(&ns, "ends", "audit", |d| d["result"] == "Delivered").await;
+
+    // A new generation is triaged again (the controller writes Gathering, then the verdict):
+    // the same escalation stays sent, neither resolved nor paged again, and the controller's
+    // writes leave the deliveries alone.
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ns.client.clone(), &ns.name, &triage_resource());
+    api.patch(
+        "ends",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"window": "2h"}})),
+    )
+    .await
+    .unwrap();
+    let t = wait_for_triage(&ns, "ends", VERDICT, |t| {
+        if t["status"]["observedGeneration"] == 2 && t["status"]["phase"] == "Escalated" {
+            Ok(t.clone())
+        } else {
+            Err(format!("{}", t["status"]))
+        }
+    })
+    .await;
+    assert_eq!(t["status"]["evidence"]["window"], "2h");
+    assert_eq!(t["status"]["notification"]["deliveries"], json!([firing]));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sink.received("/hook").len(),
+        1,
+        "no resolve and no second page"
+    );
+
+    // What the intake writes when Alertmanager reports the alert resolved.
+    let patch = json!({
+        "apiVersion": "triage.dev/v1alpha1",
+        "kind": "AlertTriage",
+        "status": {"conditions": [{"type": "Resolved", "status": "True", "reason": "AlertResolved",
+            "message": "resolved", "lastTransitionTime": jiff::Timestamp::now().to_string()}]},
+    });
+    api.patch_status(
+        "ends",
+        &kube::api::PatchParams::apply("alert-triage-operator-intake").force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await
+    .unwrap();
+
+    let ended = wait_for_delivery(&ns, "ends", "audit", |d| {
+        d["event"] == "Resolved" && d["result"] == "Delivered"
+    })
+    .await;
+    assert_eq!(ended["key"], firing["key"]);
+    assert_eq!(ended["attempts"], 1);
+    let hooks = sink.wait("/hook", "the resolution", |r| r.len() == 2).await;
+    assert_eq!(hooks[0].body["event"], "firing");
+    assert_eq!(hooks[1].body["event"], "resolved");
+    let t = wait_for_phase(&ns, "ends", &["Escalated"], VERDICT).await;
+    assert!(
+        t["status"]["notification"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("Customers may see delays"),
+        "the controller's notice is kept beside them: {}",
+        t["status"]
+    );
 }

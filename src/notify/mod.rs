@@ -331,28 +331,21 @@ impl Notifier {
             Err(_) if attempt >= self.config.retry.max_attempts => DeliveryResult::Undelivered,
             Err(_) => DeliveryResult::Failed,
         };
-        if let Err(error) = &outcome {
-            warn!(
-                target_name = target,
-                triage = message.name,
-                namespace = message.namespace,
-                kind = message.kind.as_str(),
-                event = message.event.as_str(),
-                attempt,
-                error,
-                "notification not delivered"
-            );
-        } else {
-            info!(
-                target_name = target,
-                triage = message.name,
-                namespace = message.namespace,
-                kind = message.kind.as_str(),
-                event = message.event.as_str(),
-                attempt,
-                "notification delivered"
-            );
+        let span = tracing::info_span!(
+            "notification",
+            target_name = target,
+            triage = message.name,
+            namespace = message.namespace,
+            kind = message.kind.as_str(),
+            event = message.event.as_str(),
+            attempt,
+        )
+        .entered();
+        match &outcome {
+            Ok(()) => info!("notification delivered"),
+            Err(error) => warn!(error, "notification not delivered"),
         }
+        drop(span);
         self.update(&uid, &target, &message, result, attempt, outcome.err());
         self.count(&target, result);
         {
