@@ -260,6 +260,23 @@ async fn delete_triage(ns: &TestNs, name: &str) {
     api.delete(name, &DeleteParams::default()).await.unwrap();
 }
 
+/// GETs `path` from 127.0.0.1:`port` and parses the body as JSON.
+async fn get_json(port: u16, path: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // HTTP/1.0, so the answer is not chunked.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.split_whitespace().nth(1) == Some("200"), "{head}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
 fn hmac_hex(key: &str, message: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
     mac.update(message);
@@ -277,10 +294,10 @@ async fn alertmanager_routes_the_escalation_once_and_then_its_resolution() {
     let sink = Sink::start(0).await;
     let am = Alertmanager::start(&sink.url("/am")).await;
     let (_dir, file) = config(&format!(
-        "targets:\n  - name: am\n    alertmanager: {{url: \"http://127.0.0.1:{}\"}}\nroutes:\n  - targets: [am]\n    categories: [RateLimited]\n",
+        "targets:\n  - name: am\n    alertmanager: {{url: \"http://127.0.0.1:{}\", repostInterval: 1s}}\nroutes:\n  - targets: [am]\n    categories: [RateLimited]\n",
         am.port
     ));
-    let _op = Operator::start(&ns, &["--notify-config-file", &file]);
+    let op = Operator::start(&ns, &["--notify-config-file", &file]);
     let t = escalate(&ns, "esc").await;
     let uid = t["metadata"]["uid"].as_str().unwrap().to_string();
 
@@ -335,8 +352,30 @@ async fn alertmanager_routes_the_escalation_once_and_then_its_resolution() {
     assert_eq!(annotations["idempotency_key"], d["key"]);
     assert!(!uid.is_empty());
 
-    // Re-posts while it holds do not make Alertmanager notify again within the group.
+    // While it holds it is posted again every repostInterval with endsAt five of them ahead:
+    // Alertmanager keeps one alert, pushed forward, and does not notify again within the group.
+    let ends_at = |alerts: &Value| -> jiff::Timestamp {
+        let ours: Vec<&Value> = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["labels"]["triage"] == "esc")
+            .collect();
+        assert_eq!(ours.len(), 1, "{alerts}");
+        assert_eq!(ours[0]["status"]["state"], "active", "{alerts}");
+        ours[0]["endsAt"].as_str().unwrap().parse().unwrap()
+    };
+    let before = ends_at(&get_json(am.port, "/api/v2/alerts").await);
+    let reposted = "alert_triage_notifications_total{target=\"am\",result=\"reposted\"}";
+    let count = op.metric(reposted).await.unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(op.metric(reposted).await.unwrap() >= count + 3.0);
+    let after = ends_at(&get_json(am.port, "/api/v2/alerts").await);
+    assert!(
+        after > before,
+        "endsAt {before} was not pushed ahead: {after}"
+    );
+    assert!(after > jiff::Timestamp::now(), "{after}");
     let firing: Vec<_> = sink
         .received("/am")
         .into_iter()

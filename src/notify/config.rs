@@ -39,7 +39,7 @@ struct File {
 struct TargetFile {
     name: String,
     #[serde(default)]
-    alertmanager: Option<UrlOnly>,
+    alertmanager: Option<AlertmanagerFile>,
     #[serde(default)]
     slack: Option<SlackFile>,
     #[serde(default)]
@@ -57,9 +57,18 @@ impl std::fmt::Debug for TargetFile {
 
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UrlOnly {
+struct AlertmanagerFile {
     url: String,
+    #[serde(default = "repost_interval")]
+    repost_interval: String,
 }
+
+fn repost_interval() -> String {
+    "1m".into()
+}
+
+/// Bounds of an Alertmanager target's `repostInterval`.
+const REPOST_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -136,10 +145,23 @@ impl Default for RetryFile {
 /// Where a target sends and with what secret.
 #[derive(Clone, PartialEq)]
 pub enum Sink {
-    Alertmanager { url: String },
-    Slack { webhook_url: String },
-    PagerDuty { url: String, routing_key: String },
-    Webhook { url: String, signing_key: String },
+    /// A firing alert is posted again every `repost` with `endsAt` five of them ahead, so a
+    /// few lost posts do not end it but a stopped operator's alerts expire.
+    Alertmanager {
+        url: String,
+        repost: Duration,
+    },
+    Slack {
+        webhook_url: String,
+    },
+    PagerDuty {
+        url: String,
+        routing_key: String,
+    },
+    Webhook {
+        url: String,
+        signing_key: String,
+    },
 }
 
 impl Sink {
@@ -275,8 +297,17 @@ impl Config {
             }
             let sink = if let Some(a) = &t.alertmanager {
                 check_url(name, "alertmanager.url", &a.url)?;
+                let repost = crate::duration::parse(&a.repost_interval)
+                    .ok()
+                    .filter(|d| (REPOST_BOUNDS.0..=REPOST_BOUNDS.1).contains(d));
+                let Some(repost) = repost else {
+                    return invalid(format!(
+                        "target {name}: alertmanager.repostInterval must be a duration between 1s and 1h"
+                    ));
+                };
                 Sink::Alertmanager {
                     url: format!("{}/api/v2/alerts", a.url.trim_end_matches('/')),
+                    repost,
                 }
             } else if let Some(s) = &t.slack {
                 check_url(name, "slack.webhookUrl", &s.webhook_url)?;

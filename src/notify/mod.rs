@@ -36,8 +36,6 @@ use config::{Config, Sink};
 use plan::{Step, TargetRef};
 use send::{Message, Poster};
 
-/// How often a firing alert is posted to Alertmanager again (well within `send::ALERT_TTL`).
-const REPOST: Duration = Duration::from_secs(60);
 /// How often retries and re-posts are looked for.
 const TICK: Duration = Duration::from_secs(1);
 /// Writes of the deliveries tried again on a conflict before the next tick takes over.
@@ -269,12 +267,12 @@ impl Notifier {
                         && d.event == DeliveryEvent::Firing
                         && d.result == DeliveryResult::Delivered
                 });
-                let alertmanager = matches!(
-                    self.config.target(target.name).map(|t| &t.sink),
-                    Some(Sink::Alertmanager { .. })
-                );
-                let stale = t.posted.get(&id).is_none_or(|at| at.elapsed() >= REPOST);
-                if firing && alertmanager && stale && !t.in_flight.contains(&id) {
+                let repost = match self.config.target(target.name).map(|t| &t.sink) {
+                    Some(Sink::Alertmanager { repost, .. }) => *repost,
+                    _ => continue,
+                };
+                let stale = t.posted.get(&id).is_none_or(|at| at.elapsed() >= repost);
+                if firing && stale && !t.in_flight.contains(&id) {
                     t.posted.insert(id.clone(), Instant::now());
                     let message = Message::new(&t.obj, w.kind, &w.key, DeliveryEvent::Firing);
                     tokio::spawn(self.clone().repost(id.0, message));

@@ -21,10 +21,9 @@ use crate::redact::redact;
 
 /// How long one attempt may take, connection included.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// An Alertmanager alert stays firing this long after each post; the notifier re-posts well
-/// within it (see `super::REPOST`), so Alertmanager ends it by itself only when the operator
-/// is gone.
-pub const ALERT_TTL: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+/// A firing Alertmanager alert ends this many re-post intervals after each post: a few lost
+/// posts do not end it, a stopped operator's alerts expire.
+const REPOSTS_AHEAD: u32 = 5;
 /// Slack: a section block's text holds at most 3000 characters, a header's 150.
 const SLACK_SECTION: usize = 3000;
 const SLACK_HEADER: usize = 150;
@@ -199,7 +198,7 @@ fn steps_text(steps: &[String]) -> String {
 
 /// One alert for Alertmanager's `POST /api/v2/alerts`: labels existing routes can match,
 /// annotations with what a person needs; `endsAt` ahead while firing, now once resolved.
-pub fn alertmanager(m: &Message, now: Timestamp) -> Value {
+pub fn alertmanager(m: &Message, now: Timestamp, repost: Duration) -> Value {
     let mut labels = serde_json::Map::new();
     let alertname = format!("AlertTriage{}", m.kind.as_str());
     for (k, v) in [
@@ -224,7 +223,12 @@ pub fn alertmanager(m: &Message, now: Timestamp) -> Value {
         }
     }
     let ends = match m.event {
-        DeliveryEvent::Firing => now.checked_add(ALERT_TTL).unwrap_or(now),
+        DeliveryEvent::Firing => {
+            jiff::SignedDuration::try_from(repost.saturating_mul(REPOSTS_AHEAD))
+                .ok()
+                .and_then(|ahead| now.checked_add(ahead).ok())
+                .unwrap_or(now)
+        }
         DeliveryEvent::Resolved => now,
     };
     redacted(json!([{
@@ -380,7 +384,7 @@ impl Poster {
     pub async fn send(&self, sink: &Sink, m: &Message) -> Result<(), String> {
         let now = Timestamp::now();
         let (url, body) = match sink {
-            Sink::Alertmanager { url } => (url, alertmanager(m, now)),
+            Sink::Alertmanager { url, repost } => (url, alertmanager(m, now, *repost)),
             Sink::Slack { webhook_url } => (webhook_url, slack(m)),
             Sink::PagerDuty { url, routing_key } => (url, pagerduty(m, routing_key)),
             Sink::Webhook { url, .. } => (url, webhook(m, now)),

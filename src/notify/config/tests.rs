@@ -46,7 +46,8 @@ fn a_full_config_reads() {
     assert_eq!(
         c.target("am").unwrap().sink,
         Sink::Alertmanager {
-            url: "http://am.example:9093/api/v2/alerts".into()
+            url: "http://am.example:9093/api/v2/alerts".into(),
+            repost: Duration::from_secs(60),
         }
     );
     assert_eq!(
@@ -103,6 +104,14 @@ fn invalid_configs_are_refused_with_the_exact_error_and_no_secret() {
         (
             base.replace("name: am", "name: amx"),
             "notification config: runbook orchestrator-callback-errors names unknown target am",
+        ),
+        (
+            base.replace("9093/\"}", "9093/\", repostInterval: 0s}"),
+            "notification config: target am: alertmanager.repostInterval must be a duration between 1s and 1h",
+        ),
+        (
+            base.replace("9093/\"}", "9093/\", repostInterval: soon}"),
+            "notification config: target am: alertmanager.repostInterval must be a duration between 1s and 1h",
         ),
         (
             base.replace("maxAttempts: 4", "maxAttempts: 0"),

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 use crate::crd::{
     Action, AlertTriageSpec, AlertTriageStatus, Category, Classification, Notification,
@@ -49,7 +51,11 @@ fn message(event: DeliveryEvent) -> Message {
 #[test]
 fn alertmanager_alert_has_routable_labels_and_ends_when_resolved() {
     let now = Timestamp::from_second(1_800_000_000).unwrap();
-    let firing = alertmanager(&message(DeliveryEvent::Firing), now);
+    let firing = alertmanager(
+        &message(DeliveryEvent::Firing),
+        now,
+        Duration::from_secs(60),
+    );
     let a = &firing[0];
     assert_eq!(a["labels"]["alertname"], "AlertTriageEscalation");
     assert_eq!(a["labels"]["team"], "troutbridge");
@@ -60,7 +66,11 @@ fn alertmanager_alert_has_routable_labels_and_ends_when_resolved() {
     assert!(a["labels"].get("proposal").is_none());
     assert_eq!(a["annotations"]["command"], "kubectl triage why t1 -n ns");
     assert_eq!(a["endsAt"], "2027-01-15T08:05:00Z");
-    let resolved = alertmanager(&message(DeliveryEvent::Resolved), now);
+    let resolved = alertmanager(
+        &message(DeliveryEvent::Resolved),
+        now,
+        Duration::from_secs(60),
+    );
     assert_eq!(resolved[0]["endsAt"], now.to_string());
     assert_eq!(
         resolved[0]["labels"], a["labels"],
@@ -73,7 +83,7 @@ fn everything_sent_is_redacted() {
     let now = Timestamp::from_second(1_800_000_000).unwrap();
     let m = message(DeliveryEvent::Firing);
     for body in [
-        alertmanager(&m, now),
+        alertmanager(&m, now, Duration::from_secs(60)),
         slack(&m),
         pagerduty(&m, "ROUTINGKEY"),
         webhook(&m, now),
