@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use common::operator::{Operator, create_triage, triage_resource, wait_for_phase, wait_for_triage};
-use common::scenario::rate_limited;
+use common::scenario::{metering_triage, network_failure, rate_limited};
 use common::{PodLog, TestNs, Workload, alertmanager_bin, eventually, free_port};
 use hmac::{Hmac, Mac};
 use kube::Api;
@@ -754,4 +754,67 @@ async fn a_resolved_alert_ends_its_notification_and_the_end_is_recorded() {
         "the controller's notice is kept beside them: {}",
         t["status"]
     );
+}
+
+#[tokio::test]
+async fn a_proposal_awaiting_approval_is_announced_and_ended_by_the_approval() {
+    let ns = TestNs::new("notify-approval").await;
+    let pods = ns.deploy(&Workload::new("web", 3), DEPLOY).await;
+    let healthy = || vec!["Worker metering started".to_string()];
+    for (pod, lines) in pods.iter().zip([healthy(), network_failure(), healthy()]) {
+        ns.attach_logs(
+            pod.metadata.name.as_deref().unwrap(),
+            "app",
+            &PodLog::lines(lines),
+            None,
+        )
+        .await;
+    }
+    let sink = Sink::start(0).await;
+    let (_dir, file) = config(&format!(
+        "targets:\n  - name: audit\n    webhook: {{url: \"{}\", signingKey: \"{SIGNING_KEY}\"}}\nroutes:\n  - targets: [audit]\n    kinds: [ApprovalRequest]\n",
+        sink.url("/hook")
+    ));
+    // Operator-wide dry run: the approval is carried out as a record only.
+    let _op = Operator::start(&ns, &["--notify-config-file", &file, "--dry-run"]);
+    create_triage(&ns, metering_triage("net", "web")).await;
+    let t = wait_for_phase(&ns, "net", &["AwaitingApproval"], VERDICT).await;
+    let proposal = t["status"]["proposal"]["id"].as_str().unwrap().to_string();
+
+    let asked = sink
+        .wait("/hook", "the approval request", |r| r.len() == 1)
+        .await;
+    let b = &asked[0].body;
+    assert_eq!(b["kind"], "ApprovalRequest");
+    assert_eq!(b["event"], "firing");
+    assert_eq!(b["proposal"], proposal.as_str());
+    assert_eq!(b["action"], "DeletePod");
+    let reason = b["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("waits for approval")
+            && reason.contains(pods[1].metadata.name.as_deref().unwrap()),
+        "{reason}"
+    );
+    let d = wait_for_delivery(&ns, "net", "audit", |d| d["result"] == "Delivered").await;
+    assert_eq!(d["kind"], "ApprovalRequest");
+
+    let patch = json!({"spec": {"approval": {"proposal": proposal, "approvedBy": "alice"}}});
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ns.client.clone(), &ns.name, &triage_resource());
+    api.patch(
+        "net",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(patch),
+    )
+    .await
+    .unwrap();
+    let ended = sink
+        .wait("/hook", "the request's end", |r| r.len() == 2)
+        .await;
+    assert_eq!(ended[1].body["event"], "resolved");
+    assert_eq!(ended[1].body["key"], b["key"]);
+    wait_for_delivery(&ns, "net", "audit", |d| {
+        d["event"] == "Resolved" && d["result"] == "Delivered"
+    })
+    .await;
 }

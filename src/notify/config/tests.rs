@@ -1,4 +1,5 @@
 use super::*;
+use crate::crd::{Action, Category};
 
 const SECRET: &str = "hunter2-0123456789abcdef0123456789abcdef";
 
@@ -157,4 +158,117 @@ fn debug_output_never_shows_a_secret() {
     let shown = format!("{c:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(!shown.contains("example"), "{shown}");
+}
+
+fn triage(namespace: &str, runbook: &str, category: Category, action: Action) -> AlertTriage {
+    let mut t = AlertTriage::new(
+        "t",
+        crate::crd::AlertTriageSpec {
+            alert: Default::default(),
+            runbook: None,
+            target: Default::default(),
+            window: None,
+            approval: None,
+            dry_run: false,
+        },
+    );
+    t.metadata.namespace = Some(namespace.into());
+    t.status = Some(crate::crd::AlertTriageStatus {
+        runbook: Some(runbook.into()),
+        classification: Some(crate::crd::Classification {
+            category,
+            http_status: None,
+            scope: crate::crd::Scope::AllPods,
+            reason: String::new(),
+        }),
+        recommendation: Some(crate::crd::Recommendation {
+            action,
+            team: None,
+            reason: String::new(),
+            next_steps: vec![],
+        }),
+        ..Default::default()
+    });
+    t
+}
+
+#[test]
+fn routes_pick_targets_by_every_filter_and_runbooks_add_their_own() {
+    let c = parse(&full()).unwrap();
+    let names = |t: &AlertTriage, kind: NotificationKind, own: &[String]| -> Vec<String> {
+        c.targets_for(t, kind, own)
+            .into_iter()
+            .map(|t| t.name.clone())
+            .collect()
+    };
+    use NotificationKind::{ApprovalRequest, Escalation};
+    let metering = "metering-token-exchange";
+    let table: Vec<(AlertTriage, NotificationKind, Vec<String>, Vec<&str>)> = vec![
+        (
+            triage("dev", metering, Category::RateLimited, Action::Escalate),
+            Escalation,
+            vec![],
+            vec!["pd"],
+        ),
+        (
+            triage("dev", metering, Category::AuthFailure, Action::Escalate),
+            Escalation,
+            vec![],
+            vec![],
+        ),
+        (
+            triage(
+                "dev",
+                "orchestrator-callback-errors",
+                Category::RateLimited,
+                Action::Escalate,
+            ),
+            Escalation,
+            vec![],
+            vec![],
+        ),
+        (
+            triage(
+                "prod",
+                metering,
+                Category::NetworkFailure,
+                Action::DeletePod,
+            ),
+            ApprovalRequest,
+            vec![],
+            vec!["chat"],
+        ),
+        (
+            triage(
+                "prod",
+                metering,
+                Category::NetworkFailure,
+                Action::DeletePod,
+            ),
+            Escalation,
+            vec![],
+            vec![],
+        ),
+        (
+            triage("prod", metering, Category::RateLimited, Action::DeletePod),
+            ApprovalRequest,
+            vec![],
+            vec!["pd", "chat"],
+        ),
+        (
+            triage("dev", metering, Category::AuthFailure, Action::Escalate),
+            Escalation,
+            vec!["am".into()],
+            vec!["am"],
+        ),
+        (
+            triage("dev", metering, Category::RateLimited, Action::Escalate),
+            Escalation,
+            vec!["am".into(), "pd".into()],
+            vec!["am", "pd"],
+        ),
+    ];
+    for (i, (t, kind, own, want)) in table.iter().enumerate() {
+        assert_eq!(names(t, *kind, own), *want, "row {i}");
+    }
 }
