@@ -17,7 +17,9 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use common::operator::{Operator, create_triage, triage_resource, wait_for_phase, wait_for_triage};
+use common::operator::{
+    Operator, create_triage, run_args, triage_resource, wait_for_phase, wait_for_triage,
+};
 use common::scenario::{metering_triage, network_failure, rate_limited};
 use common::{PodLog, TestNs, Workload, alertmanager_bin, eventually, free_port};
 use hmac::{Hmac, Mac};
@@ -817,4 +819,88 @@ async fn a_proposal_awaiting_approval_is_announced_and_ended_by_the_approval() {
         d["event"] == "Resolved" && d["result"] == "Delivered"
     })
     .await;
+}
+
+/// A replica with leader election on short timings and the notification config in `file`.
+fn replica(ns: &TestNs, identity: &str, file: &str) -> Operator {
+    let mut args = run_args(ns, &ns.cluster.kubeconfig);
+    args.extend(
+        [
+            "--leader-election",
+            "--lease-namespace",
+            &ns.name,
+            "--lease-duration",
+            "6s",
+            "--lease-renew-deadline",
+            "4s",
+            "--lease-retry-period",
+            "1s",
+            "--notify-config-file",
+            file,
+        ]
+        .map(str::to_string),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Operator::start_raw(
+        ns,
+        &format!("{}-{identity}", ns.name),
+        &args,
+        &[("POD_NAME", identity)],
+    )
+}
+
+#[tokio::test]
+async fn only_the_leader_notifies_and_the_next_one_picks_up_from_status() {
+    let ns = TestNs::new("notify-leader").await;
+    failing_pod(&ns).await;
+    let sink = Sink::start(0).await;
+    let (_dir, file) = config(&format!(
+        "targets:\n  - name: oncall\n    pagerduty: {{routingKey: \"{ROUTING_KEY}\", url: \"{}\"}}\nroutes:\n  - targets: [oncall]\n",
+        sink.url("/pd")
+    ));
+    let mut a = replica(&ns, "replica-a", &file);
+    a.wait_ready(Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(30), || async {
+        match a.metric("alert_triage_leader").await {
+            Some(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let b = replica(&ns, "replica-b", &file);
+    b.wait_ready(Duration::from_secs(30)).await;
+
+    escalate(&ns, "lead").await;
+    wait_for_delivery(&ns, "lead", "oncall", |d| d["result"] == "Delivered").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sink.received("/pd").len(),
+        1,
+        "one page from the leader only"
+    );
+    let delivered = "alert_triage_notifications_total{target=\"oncall\",result=\"delivered\"}";
+    assert_eq!(a.metric(delivered).await, Some(1.0));
+    assert_eq!(b.metric(delivered).await, Some(0.0));
+
+    // The follower takes over, reads what was delivered from status and pages nobody again;
+    // the end is then its to send.
+    a.kill();
+    eventually(Duration::from_secs(30), || async {
+        match b.metric("alert_triage_leader").await {
+            Some(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sink.received("/pd").len(),
+        1,
+        "no second page after the takeover"
+    );
+    delete_triage(&ns, "lead").await;
+    let pd = sink.wait("/pd", "the resolve", |r| r.len() == 2).await;
+    assert_eq!(pd[1].body["event_action"], "resolve");
+    assert_eq!(pd[1].body["dedup_key"], pd[0].body["dedup_key"]);
+    assert_eq!(b.metric(delivered).await, Some(1.0));
 }
