@@ -52,6 +52,8 @@ pub struct NotifyArgs {
 /// What the notifier knows of one triage.
 struct Tracked {
     obj: AlertTriage,
+    /// Which of the notifier's watches (one per watched namespace, or one) reports it.
+    watch: usize,
     deleted: bool,
     /// The deliveries as last written (or read at first sight): the notifier is their only
     /// writer, so this copy is never older than the watch's.
@@ -130,13 +132,17 @@ fn trim(t: &mut AlertTriage) {
 impl Notifier {
     /// Watches through `apis` and delivers until `shutdown`.
     pub async fn run(self: Arc<Self>, apis: Vec<Api<AlertTriage>>, shutdown: &CancellationToken) {
-        let streams = apis.into_iter().map(|api| {
+        let streams = apis.into_iter().enumerate().map(|(watch, api)| {
             watcher(api, watcher::Config::default().any_semantic())
                 .default_backoff()
                 .modify(trim)
+                .map(move |event| (watch, event))
                 .boxed()
         });
         let mut events = futures::stream::select_all(streams);
+        // Per watch, the UIDs seen since its (re)list began: a triage deleted while the watch
+        // was broken shows up only as missing from the next list.
+        let mut listing: HashMap<usize, HashSet<String>> = HashMap::new();
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
@@ -148,27 +154,53 @@ impl Notifier {
                     }
                 }
                 event = events.next() => match event {
-                    Some(Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) => {
-                        let uid = self.seen(obj, false);
+                    Some((watch, Ok(watcher::Event::Apply(obj)))) => {
+                        let uid = self.seen(watch, obj, false);
                         self.clone().decide(&uid);
                     }
-                    Some(Ok(watcher::Event::Delete(obj))) => {
-                        let uid = self.seen(obj, true);
+                    Some((watch, Ok(watcher::Event::InitApply(obj)))) => {
+                        let uid = self.seen(watch, obj, false);
+                        listing.entry(watch).or_default().insert(uid.clone());
                         self.clone().decide(&uid);
                     }
-                    Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
-                    Some(Err(e)) => warn!(error = %e, "notifier: watching AlertTriages failed; retrying"),
+                    Some((watch, Ok(watcher::Event::Delete(obj)))) => {
+                        let uid = self.seen(watch, obj, true);
+                        self.clone().decide(&uid);
+                    }
+                    Some((watch, Ok(watcher::Event::Init))) => {
+                        listing.insert(watch, HashSet::new());
+                    }
+                    Some((watch, Ok(watcher::Event::InitDone))) => {
+                        let listed = listing.remove(&watch).unwrap_or_default();
+                        for uid in self.vanished(watch, &listed) {
+                            self.clone().decide(&uid);
+                        }
+                    }
+                    Some((_, Err(e))) => warn!(error = %e, "notifier: watching AlertTriages failed; retrying"),
                     None => return,
                 },
             }
         }
     }
 
+    /// Marks deleted the triages of watch `watch` that its fresh list no longer has.
+    fn vanished(&self, watch: usize, listed: &HashSet<String>) -> Vec<String> {
+        let mut state = self.lock();
+        state
+            .iter_mut()
+            .filter(|(uid, t)| t.watch == watch && !t.deleted && !listed.contains(*uid))
+            .map(|(uid, t)| {
+                t.deleted = true;
+                uid.clone()
+            })
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn seen(&self, obj: AlertTriage, deleted: bool) -> String {
+    fn seen(&self, watch: usize, obj: AlertTriage, deleted: bool) -> String {
         let uid = obj.uid().unwrap_or_default();
         let mut state = self.lock();
         let tracked = state.entry(uid.clone()).or_insert_with(|| Tracked {
@@ -179,6 +211,7 @@ impl Notifier {
                 .map(|n| n.deliveries.clone())
                 .unwrap_or_default(),
             obj: obj.clone(),
+            watch,
             deleted,
             in_flight: HashSet::new(),
             posted: HashMap::new(),
