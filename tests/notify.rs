@@ -904,3 +904,48 @@ async fn only_the_leader_notifies_and_the_next_one_picks_up_from_status() {
     assert_eq!(pd[1].body["dedup_key"], pd[0].body["dedup_key"]);
     assert_eq!(b.metric(delivered).await, Some(1.0));
 }
+
+#[tokio::test]
+async fn https_targets_are_verified_against_the_trusted_roots() {
+    let ns = TestNs::new("notify-tls").await;
+    failing_pod(&ns).await;
+    // The test cluster's API server is an HTTPS endpoint with a certificate from the cluster's
+    // own CA: trusted through SSL_CERT_FILE, the handshake succeeds and the server's answer (it
+    // refuses an anonymous POST) is what fails the delivery.
+    let kubeconfig = kube::config::Kubeconfig::read_from(&ns.cluster.kubeconfig).unwrap();
+    let server = kubeconfig.clusters[0]
+        .cluster
+        .as_ref()
+        .unwrap()
+        .server
+        .clone()
+        .unwrap();
+    let ca = ns.cluster.kubeconfig.parent().unwrap().join("pki/ca.crt");
+    assert!(ca.is_file(), "{}", ca.display());
+    let (_dir, file) = config(&format!(
+        "targets:\n  - name: tls\n    webhook: {{url: \"{server}/notify-probe\", signingKey: \"{SIGNING_KEY}\"}}\nroutes:\n  - targets: [tls]\nretry: {{maxAttempts: 1}}\n"
+    ));
+    let mut op = Operator::start_with_env(
+        &ns,
+        &["--notify-config-file", &file],
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    escalate(&ns, "tls").await;
+    let d = wait_for_delivery(&ns, "tls", "tls", |d| d["result"] == "Undelivered").await;
+    let error = d["error"].as_str().unwrap();
+    assert!(
+        error == "HTTP 401" || error == "HTTP 403" || error == "HTTP 404",
+        "the TLS handshake should have succeeded: {error}"
+    );
+    op.kill();
+
+    // Without that trust the certificate is refused before anything is sent.
+    let _op = Operator::start(&ns, &["--notify-config-file", &file]);
+    escalate(&ns, "untrusted").await;
+    let d = wait_for_delivery(&ns, "untrusted", "tls", |d| d["result"] == "Undelivered").await;
+    let error = d["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("connection failed") && error.contains("certificate"),
+        "{error}"
+    );
+}
