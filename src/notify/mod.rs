@@ -36,6 +36,8 @@ use config::{Config, Sink};
 use plan::{Step, TargetRef};
 use send::{Message, Poster};
 
+/// Most entries kept in `status.notification.deliveries` (finished ones go first).
+const MAX_DELIVERIES: usize = 20;
 /// How often retries and re-posts are looked for.
 const TICK: Duration = Duration::from_secs(1);
 /// Writes of the deliveries tried again on a conflict before the next tick takes over.
@@ -451,6 +453,7 @@ impl Notifier {
             Some(d) => *d = delivery,
             None => t.deliveries.push(delivery),
         }
+        plan::prune(&mut t.deliveries, MAX_DELIVERIES);
     }
 
     /// Writes this triage's deliveries as they are now. Writes are one at a time, so an older

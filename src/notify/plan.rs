@@ -193,5 +193,34 @@ pub fn due(
     steps
 }
 
+/// Drops the oldest finished entries (resolved and no longer being sent) beyond `max`, so a
+/// triage that goes through many proposals keeps a bounded status. Entries still firing or
+/// still being sent are never dropped: they are what the next decision is made from.
+pub fn prune(deliveries: &mut Vec<Delivery>, max: usize) {
+    let finished = |d: &Delivery| {
+        d.event == DeliveryEvent::Resolved
+            && matches!(
+                d.result,
+                DeliveryResult::Delivered
+                    | DeliveryResult::Undelivered
+                    | DeliveryResult::Superseded
+            )
+    };
+    while deliveries.len() > max {
+        let oldest = deliveries
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| finished(d))
+            .min_by_key(|(_, d)| d.time.0)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => {
+                deliveries.remove(i);
+            }
+            None => break,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -329,3 +329,22 @@ fn due_table() {
         );
     }
 }
+
+#[test]
+fn prune_drops_the_oldest_finished_entries_only() {
+    use DeliveryEvent::{Firing, Resolved};
+    use DeliveryResult::*;
+    let mut ds = vec![
+        delivery("a", "k1", Resolved, Delivered, 1, 30),
+        delivery("a", "k2", Firing, Delivered, 1, 0),
+        delivery("a", "k3", Resolved, Delivered, 1, 10),
+        delivery("a", "k4", Resolved, Failed, 2, 5),
+        delivery("a", "k5", Resolved, Superseded, 0, 20),
+    ];
+    prune(&mut ds, 3);
+    let keys: Vec<&str> = ds.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, ["k1", "k2", "k4"]);
+    prune(&mut ds, 1);
+    let keys: Vec<&str> = ds.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, ["k2", "k4"], "firing and retrying entries stay");
+}
