@@ -48,6 +48,7 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         &args.notify,
         Catalog::builtin(),
         client.clone(),
+        Recorder::new(client.clone(), reporter(&identity)),
         metrics.clone(),
     )?;
     let server = http::serve(
@@ -69,14 +70,10 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     .await?;
     let mut eviction_config = crate::kube_config(args.kubeconfig.as_deref()).await?;
     eviction_config.default_retry = false;
-    let reporter = Reporter {
-        controller: MANAGER.to_string(),
-        instance: Some(identity.clone()),
-    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         eviction_client: Client::try_from(eviction_config)?,
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone(), reporter(&identity)),
         config: Config::from(args),
         catalog: Catalog::builtin(),
         compiled: CompiledCache::default(),
@@ -109,6 +106,14 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     }
     info!("controller stopped");
     result
+}
+
+/// Who the Events this replica publishes come from.
+fn reporter(identity: &str) -> Reporter {
+    Reporter {
+        controller: MANAGER.to_string(),
+        instance: Some(identity.to_string()),
+    }
 }
 
 async fn cancel_on_signal(mut terminate: tokio::signal::unix::Signal, shutdown: CancellationToken) {

@@ -589,6 +589,19 @@ retry: {{initialBackoff: 1s, maxBackoff: 2s, maxAttempts: 3}}
     assert!(!error.contains("127.0.0.1"), "no URL in status: {error}");
     let phase = wait_for_phase(&ns, "retry", &["Escalated"], VERDICT).await;
     assert_eq!(phase["status"]["phase"], "Escalated");
+    let events = common::operator::events_with(&ns, "retry", &["NotificationUndelivered"]).await;
+    let undelivered: Vec<&String> = events
+        .iter()
+        .filter(|e| e.starts_with("NotificationUndelivered:"))
+        .collect();
+    assert_eq!(undelivered.len(), 1, "{events:?}");
+    assert!(
+        undelivered[0].contains(
+            "Escalation firing to target down gave up after 3 attempts: connection failed"
+        ),
+        "{undelivered:?}"
+    );
+    assert!(!undelivered[0].contains("127.0.0.1"), "{undelivered:?}");
 
     let series = |target: &str, result: &str| {
         format!("alert_triage_notifications_total{{target=\"{target}\",result=\"{result}\"}}")

@@ -33,7 +33,9 @@ use tracing::warn;
 
 pub use clock::ServerClock;
 pub use conditions::RESOLVED as RESOLVED_CONDITION;
-pub use record::{INTAKE_MANAGER, NOTIFY_MANAGER, mark_resolved, record_deliveries};
+pub use record::{
+    INTAKE_MANAGER, NOTIFY_MANAGER, mark_resolved, notification_undelivered, record_deliveries,
+};
 
 use crate::action::Limits;
 use crate::cli::RunArgs;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use tracing::warn;
 
@@ -256,14 +256,25 @@ pub async fn reconcile_error(ctx: &Context, obj: &AlertTriage, category: &str, m
 }
 
 async fn publish(ctx: &Context, reference: &ObjectReference, note: Note) {
+    publish_with(&ctx.recorder, reference, note, "Triage").await;
+}
+
+/// A notification that could not be delivered, as a Warning Event on its triage (the target by
+/// name, never its URL), so `kubectl describe` shows it beside the phase.
+pub async fn notification_undelivered(recorder: &Recorder, triage: &AlertTriage, message: String) {
+    let note = Note::warning("NotificationUndelivered", message);
+    publish_with(recorder, &triage.object_ref(&()), note, "Notify").await;
+}
+
+async fn publish_with(recorder: &Recorder, reference: &ObjectReference, note: Note, action: &str) {
     let event = Event {
         type_: note.type_,
         reason: note.reason,
         note: Some(redact(&note.message).chars().take(NOTE_CHARS).collect()),
-        action: "Triage".into(),
+        action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+    if let Err(e) = recorder.publish(&event, reference).await {
         warn!(error = %e, "could not publish Event");
     }
 }

@@ -23,12 +23,13 @@ use clap::Args;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::Recorder;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::controller::record_deliveries;
+use crate::controller::{notification_undelivered, record_deliveries};
 use crate::crd::{AlertTriage, Delivery, DeliveryEvent, DeliveryResult};
 use crate::metrics::Metrics;
 use crate::runbook::Catalog;
@@ -74,6 +75,7 @@ pub struct Notifier {
     poster: Poster,
     metrics: Arc<Metrics>,
     client: Client,
+    recorder: Recorder,
     state: Mutex<HashMap<String, Tracked>>,
     writes: tokio::sync::Mutex<()>,
 }
@@ -84,6 +86,7 @@ pub fn load(
     args: &NotifyArgs,
     catalog: &Catalog,
     client: Client,
+    recorder: Recorder,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Option<Arc<Notifier>>> {
     let Some(path) = &args.notify_config_file else {
@@ -117,6 +120,7 @@ pub fn load(
         poster: Poster::new()?,
         metrics,
         client,
+        recorder,
         state: Mutex::new(HashMap::new()),
         writes: tokio::sync::Mutex::new(()),
     })))
@@ -379,6 +383,17 @@ impl Notifier {
             Err(error) => warn!(error, "notification not delivered"),
         }
         drop(span);
+        if let (DeliveryResult::Undelivered, Err(error)) = (result, &outcome) {
+            let triage = self.lock().get(&uid).map(|t| t.obj.clone());
+            if let Some(triage) = triage.filter(|_| !message.name.is_empty()) {
+                let text = format!(
+                    "{} {} to target {target} gave up after {attempt} attempts: {error}",
+                    message.kind.as_str(),
+                    message.event.as_str()
+                );
+                notification_undelivered(&self.recorder, &triage, text).await;
+            }
+        }
         self.update(&uid, &target, &message, result, attempt, outcome.err());
         self.count(&target, result);
         {
