@@ -272,3 +272,27 @@ fn routes_pick_targets_by_every_filter_and_runbooks_add_their_own() {
         assert_eq!(names(t, *kind, own), *want, "row {i}");
     }
 }
+
+#[test]
+fn the_documented_example_is_a_valid_config() {
+    let doc = include_str!("../../../docs/notifications.md");
+    let example = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/notifications.md opens with a yaml example");
+    let rb = [("metering-token-exchange", &[][..])];
+    let c = Config::parse(example, &rb).unwrap();
+    assert_eq!(c.targets.len(), 4);
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(
+        c.retry,
+        Retry {
+            initial_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(300),
+            max_attempts: 12
+        },
+        "the documented defaults"
+    );
+    assert_eq!(parse("targets: [{name: a, webhook: {url: \"https://x.example\", signingKey: \"0123456789abcdef0123456789abcdef\"}}]").unwrap().retry, c.retry);
+}
