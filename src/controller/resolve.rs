@@ -159,9 +159,17 @@ mod tests {
         let cases = [
             (None, "2026-11-21T11:00:00Z", None),
             // Fresh: the hour before now, which holds the alert's start and its cause.
-            (Some("2026-11-21T11:50:00Z"), "2026-11-21T11:00:00Z", None),
+            (
+                Some("2026-11-21T11:50:00Z"),
+                "2026-11-21T11:00:00Z",
+                None,
+            ),
             // Started 57 minutes ago: reaches 5 minutes before it.
-            (Some("2026-11-21T11:03:00Z"), "2026-11-21T10:58:00Z", None),
+            (
+                Some("2026-11-21T11:03:00Z"),
+                "2026-11-21T10:58:00Z",
+                None,
+            ),
             // Old: the alert's own hour, not the 12 hours since.
             (
                 Some("2026-11-21T00:00:00Z"),
@@ -169,9 +177,17 @@ mod tests {
                 Some("2026-11-21T01:00:00Z"),
             ),
             // A start in the future (another clock): the hour before now.
-            (Some("2026-11-21T13:00:00Z"), "2026-11-21T11:00:00Z", None),
+            (
+                Some("2026-11-21T13:00:00Z"),
+                "2026-11-21T11:00:00Z",
+                None,
+            ),
             // Ends exactly now: read to the end of the log.
-            (Some("2026-11-21T11:00:00Z"), "2026-11-21T10:55:00Z", None),
+            (
+                Some("2026-11-21T11:00:00Z"),
+                "2026-11-21T10:55:00Z",
+                None,
+            ),
         ];
         for (starts_at, since, until) in cases {
             assert_eq!(
