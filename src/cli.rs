@@ -177,6 +177,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub intake: crate::intake::IntakeArgs,
 
+    #[command(flatten)]
+    pub notify: crate::notify::NotifyArgs,
+
     /// Where the cluster's kubeconfig is, when not in-cluster (KUBECONFIG works too).
     #[arg(long, env = "ATO_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,

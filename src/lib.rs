@@ -15,6 +15,7 @@ pub mod http;
 pub mod intake;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod plugin;
 pub mod redact;
 pub mod replay;

@@ -55,6 +55,12 @@ const DELETE_POD_RESULTS: [&str; 9] = [
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    target: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -79,6 +85,15 @@ pub const INTAKE_OUTCOMES: [&str; 7] = [
     "error",
 ];
 
+/// Results of a notification attempt (`notify`), each shown at zero from the start.
+pub const NOTIFY_RESULTS: [&str; 5] = [
+    "delivered",
+    "failed",
+    "undelivered",
+    "reposted",
+    "repost_failed",
+];
+
 /// `controller::Error::category()`, each shown at zero from the start.
 pub const ERROR_CATEGORIES: [&str; 5] =
     ["kube", "conflict", "evidence", "ledger", "info_configmap"];
@@ -96,6 +111,7 @@ pub struct Metrics {
     leader: Gauge,
     intake_notifications: Family<ResultLabel, Counter>,
     intake_alerts: Family<OutcomeLabel, Counter>,
+    notifications: Family<DeliveryLabels, Counter>,
 }
 
 impl Metrics {
@@ -187,6 +203,14 @@ impl Metrics {
             "Alerts received by the intake, by what became of them",
             intake_alerts.clone(),
         );
+        // Target names come from the operator's own configuration, read once at start: a fixed
+        // set, like the closed sets above.
+        let notifications = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notification attempts by configured target and result",
+            notifications.clone(),
+        );
         registry.register_collector(Box::new(state));
         Metrics {
             registry,
@@ -199,6 +223,7 @@ impl Metrics {
             leader,
             intake_notifications,
             intake_alerts,
+            notifications,
         }
     }
 
@@ -251,6 +276,24 @@ impl Metrics {
         self.intake_alerts
             .get_or_create(&OutcomeLabel { outcome })
             .inc_by(count);
+    }
+
+    /// Shows every result of each configured notification target at zero.
+    pub fn notify_targets(&self, targets: impl IntoIterator<Item = &'static str>) {
+        for target in targets {
+            for result in NOTIFY_RESULTS {
+                let _ = self
+                    .notifications
+                    .get_or_create(&DeliveryLabels { target, result });
+            }
+        }
+    }
+
+    /// One notification attempt to `target` ended as `result`, one of [`NOTIFY_RESULTS`].
+    pub fn notification(&self, target: &'static str, result: &'static str) {
+        self.notifications
+            .get_or_create(&DeliveryLabels { target, result })
+            .inc();
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -44,6 +44,14 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     ));
     let cache = WarmCache::start(&apis);
     let metrics = Arc::new(Metrics::new(cache.awaiting_approval()));
+    // Before serving anything, so a bad notification config fails the start with its error.
+    let notifier = crate::notify::load(
+        &args.notify,
+        Catalog::builtin(),
+        client.clone(),
+        Recorder::new(client.clone(), reporter(&identity)),
+        metrics.clone(),
+    )?;
     let server = http::serve(
         args.http.http_address,
         Endpoints {
@@ -63,14 +71,10 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     .await?;
     let mut eviction_config = crate::kube_config(args.kubeconfig.as_deref()).await?;
     eviction_config.default_retry = false;
-    let reporter = Reporter {
-        controller: MANAGER.to_string(),
-        instance: Some(identity.clone()),
-    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         eviction_client: Client::try_from(eviction_config)?,
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone(), reporter(&identity)),
         config: Config::from(args),
         runbooks: Runbooks::start(&client, &args.namespaces, args.cluster_runbooks),
         compiled: CompiledCache::default(),
@@ -81,10 +85,19 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     });
     info!(namespaces = ?args.namespaces, identity, "starting the AlertTriage controller");
     let result = if args.leader.enabled {
-        lead(client, &args.leader, identity, ctx, apis, &shutdown).await
+        lead(
+            client,
+            &args.leader,
+            identity,
+            ctx,
+            apis,
+            notifier,
+            &shutdown,
+        )
+        .await
     } else {
         ctx.metrics.set_leader(true);
-        controller::run(ctx, apis, &shutdown).await;
+        reconcile_and_notify(ctx, apis, notifier, &shutdown).await;
         Ok(())
     };
     shutdown.cancel();
@@ -96,6 +109,14 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Who the Events this replica publishes come from.
+fn reporter(identity: &str) -> Reporter {
+    Reporter {
+        controller: MANAGER.to_string(),
+        instance: Some(identity.to_string()),
+    }
+}
+
 async fn cancel_on_signal(mut terminate: tokio::signal::unix::Signal, shutdown: CancellationToken) {
     tokio::select! {
         _ = terminate.recv() => {}
@@ -103,6 +124,21 @@ async fn cancel_on_signal(mut terminate: tokio::signal::unix::Signal, shutdown: 
     }
     info!("shutting down: finishing the reconciles in flight");
     shutdown.cancel();
+}
+
+/// The leader's work: the controller and, beside it on a watch of its own, the notifier.
+async fn reconcile_and_notify(
+    ctx: Arc<Context>,
+    apis: Vec<Api<AlertTriage>>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
+    shutdown: &CancellationToken,
+) {
+    let notify = async {
+        if let Some(notifier) = notifier {
+            notifier.run(apis.clone(), shutdown).await;
+        }
+    };
+    tokio::join!(controller::run(ctx, apis.clone(), shutdown), notify);
 }
 
 /// Waits for the lease, then reconciles while holding it. Losing the lease stops every
@@ -114,6 +150,7 @@ async fn lead(
     identity: String,
     ctx: Arc<Context>,
     apis: Vec<Api<AlertTriage>>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut elector = Elector::new(client, args, identity)?;
@@ -128,7 +165,7 @@ async fn lead(
             error!(%lost, "lost the leader lease; stopped reconciling");
             Err(anyhow::anyhow!("lost the leader lease: {lost}"))
         }
-        () = controller::run(ctx.clone(), apis, shutdown) => Ok(()),
+        () = reconcile_and_notify(ctx.clone(), apis, notifier, shutdown) => Ok(()),
     };
     ctx.metrics.set_leader(false);
     if outcome.is_ok() {

@@ -185,6 +185,14 @@ async fn the_chart_lints_and_applies_server_side_in_every_mode() {
             ],
         ),
         (
+            "the intake and notifications, each from its own Secret",
+            vec![
+                own("intake.enabled=true"),
+                own("intake.tokenSecret=ato-intake-token"),
+                own("notifications.configSecret=ato-notify"),
+            ],
+        ),
+        (
             "pod deletion and an info ConfigMap in a fixed namespace",
             vec![
                 own("operator.allowPodDelete=true"),
@@ -238,6 +246,39 @@ async fn the_chart_lints_and_applies_server_side_in_every_mode() {
             "{name}: {kinds:?}"
         );
     }
+
+    // The notification file is the named Secret's key, mounted read-only where the flag's env
+    // var points; without a Secret named there is neither.
+    let notified = render(
+        &ns.name,
+        &ns.name,
+        &[
+            own("notifications.configSecret=ato-notify"),
+            own("notifications.configSecretKey=config.yaml"),
+        ],
+    )
+    .await;
+    let docs = documents(&notified);
+    let deployment = of_kind(&docs, &["Deployment"])[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    assert!(
+        env.contains(&serde_json::json!({"name": "ATO_NOTIFY_CONFIG_FILE",
+            "value": "/etc/alert-triage-operator/notify/notify.yaml"})),
+        "{env:?}"
+    );
+    assert_eq!(
+        container["volumeMounts"],
+        serde_json::json!([{"name": "notify-config", "mountPath": "/etc/alert-triage-operator/notify", "readOnly": true}])
+    );
+    assert_eq!(
+        pod["volumes"],
+        serde_json::json!([{"name": "notify-config", "secret": {"secretName": "ato-notify",
+            "items": [{"key": "config.yaml", "path": "notify.yaml"}]}}])
+    );
+    let plain = render(&ns.name, &ns.name, &[]).await;
+    assert!(!plain.contains("ATO_NOTIFY_CONFIG_FILE") && !plain.contains("notify-config"));
 
     let monitored = render(
         &ns.name,

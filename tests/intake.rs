@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use common::operator::{
     Operator, events_for, give_app_logs, triage_resource, wait_for_phase, wait_for_triage,
 };
 use common::scenario::network_failure;
-use common::{TestNs, Workload, cluster, eventually};
+use common::{TestNs, Workload, alertmanager_bin, eventually, free_port};
 use jiff::Timestamp;
 use kube::Api;
 use kube::api::{DynamicObject, ListParams};
@@ -26,27 +25,6 @@ const VERDICT: Duration = Duration::from_secs(60);
 /// Alertmanager waits `group_wait` (1s) before the first notification of a group.
 const DELIVERY: Duration = Duration::from_secs(30);
 const METERING: &str = "armada-cluster_error_metering_token_exchange";
-
-/// alertmanager from scripts/tools.sh (beside kubectl), or `ATO_TEST_ALERTMANAGER`.
-fn alertmanager_bin() -> PathBuf {
-    let bin = std::env::var_os("ATO_TEST_ALERTMANAGER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cluster().kubectl.with_file_name("alertmanager"));
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with scripts/tools.sh alertmanager",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The operator with its intake on a port of its own, the token in `dir/token`.
 struct Intake {

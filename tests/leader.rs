@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::operator::{Operator, create_triage, run_args, wait_for_phase};
+use common::scenario::rate_limited;
 use common::{PodLog, TestNs, Workload, eventually};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -69,15 +70,6 @@ async fn wait_for_holder(ns: &TestNs, identity: &str, timeout: Duration) -> Leas
         }
     })
     .await
-}
-
-fn rate_limited() -> Vec<String> {
-    let mut lines = Vec::new();
-    for _ in 0..5 {
-        lines.push("ErrorMeteringTokenExchangeFailure: Failed to prepare OpenShift license metering  IAM token exchange failure".to_string());
-        lines.push(r#"Wrapped Errors: ["The IAM token exchange request failed. (429)","Failed to decode response (429): \"ApiKey based rate limit\""]"#.to_string());
-    }
-    lines
 }
 
 fn triage(name: &str) -> Value {

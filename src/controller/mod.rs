@@ -33,7 +33,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 pub use clock::ServerClock;
-pub use record::{INTAKE_MANAGER, mark_resolved};
+pub use conditions::RESOLVED as RESOLVED_CONDITION;
+pub use record::{
+    INTAKE_MANAGER, NOTIFY_MANAGER, mark_resolved, notification_undelivered, record_deliveries,
+};
 
 use crate::action::Limits;
 use crate::cli::RunArgs;

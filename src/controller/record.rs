@@ -6,14 +6,14 @@ use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use tracing::warn;
 
 use super::conditions::{RESOLVED, set_kstatus};
 use super::{Context, Error, MANAGER};
 use crate::action::ApprovedPlan;
-use crate::crd::{AlertTriage, AlertTriageStatus};
+use crate::crd::{AlertTriage, AlertTriageStatus, Delivery};
 use crate::redact::redact;
 
 /// Longest Event note; the API server refuses notes over 1 KiB.
@@ -85,6 +85,18 @@ impl<'a> Record<'a> {
             .as_ref()
             .map_or(&[][..], |s| &s.conditions[..]);
         set_kstatus(&mut status, previous, self.ctx.clock.now().await);
+        // Deliveries belong to the notifier's field manager: leaving them out of this apply
+        // neither claims nor drops them.
+        if let Some(n) = status.notification.as_mut() {
+            n.deliveries.clear();
+        }
+        if status
+            .notification
+            .as_ref()
+            .is_some_and(|n| n.title.is_empty() && n.body.is_empty())
+        {
+            status.notification = None;
+        }
         // Resolution is a fact about the alert that no later step may drop: every write keeps
         // the intake's condition exactly as it was read.
         status.conditions.retain(|c| c.type_ != RESOLVED);
@@ -198,6 +210,41 @@ pub async fn mark_resolved(
     }
 }
 
+/// The field manager of `status.notification.deliveries`, which only the notifier writes; the
+/// controller's applies leave that list out, so neither removes what the other owns.
+pub const NOTIFY_MANAGER: &str = "alert-triage-operator-notify";
+
+/// Records the notifier's deliveries for one triage (server-side apply of that list alone),
+/// conditional on `resource_version` so a notifier that read an older object (a replica that
+/// lost the lease) cannot overwrite a newer record. Returns the new resourceVersion, or None
+/// when the triage is gone. Errors are redacted by the caller's logging like any other.
+pub async fn record_deliveries(
+    api: &Api<AlertTriage>,
+    name: &str,
+    resource_version: Option<&str>,
+    deliveries: &[Delivery],
+) -> Result<Option<String>, Error> {
+    let patch = serde_json::json!({
+        "apiVersion": AlertTriage::api_version(&()),
+        "kind": AlertTriage::kind(&()),
+        "metadata": {"resourceVersion": resource_version},
+        "status": {"notification": {"deliveries": deliveries}},
+    });
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(NOTIFY_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(written) => Ok(written.metadata.resource_version),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(name.to_string())),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
 /// A reconcile that failed, as a Warning Event on the triage with the error's category, so
 /// `kubectl describe` shows why a triage is stuck without the operator's logs.
 pub async fn reconcile_error(ctx: &Context, obj: &AlertTriage, category: &str, message: &str) {
@@ -209,14 +256,25 @@ pub async fn reconcile_error(ctx: &Context, obj: &AlertTriage, category: &str, m
 }
 
 async fn publish(ctx: &Context, reference: &ObjectReference, note: Note) {
+    publish_with(&ctx.recorder, reference, note, "Triage").await;
+}
+
+/// A notification that could not be delivered, as a Warning Event on its triage (the target by
+/// name, never its URL), so `kubectl describe` shows it beside the phase.
+pub async fn notification_undelivered(recorder: &Recorder, triage: &AlertTriage, message: String) {
+    let note = Note::warning("NotificationUndelivered", message);
+    publish_with(recorder, &triage.object_ref(&()), note, "Notify").await;
+}
+
+async fn publish_with(recorder: &Recorder, reference: &ObjectReference, note: Note, action: &str) {
     let event = Event {
         type_: note.type_,
         reason: note.reason,
         note: Some(redact(&note.message).chars().take(NOTE_CHARS).collect()),
-        action: "Triage".into(),
+        action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+    if let Err(e) = recorder.publish(&event, reference).await {
         warn!(error = %e, "could not publish Event");
     }
 }

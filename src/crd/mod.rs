@@ -571,12 +571,89 @@ pub struct ApiKeyRotation {
     pub follow_up: Vec<String>,
 }
 
-/// A customer-impact notice, ready to send.
+/// A customer-impact notice, ready to send, and what the notifier delivered about this triage.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub title: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub body: String,
+    /// One entry per configured target and notification: the last event sent (or being sent)
+    /// and how it went. Targets are named as configured; their URLs and keys never appear here.
+    /// Written by the notifier under a field manager of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<Delivery>,
+}
+
+/// A notification to one target.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// The target's name in the notification configuration.
+    pub target: String,
+    pub kind: NotificationKind,
+    /// The idempotency key: the same for every attempt and every replica, from the triage's
+    /// UID, the kind and what it is about (the verdict, or the proposal's id).
+    pub key: String,
+    /// `Firing` while the condition holds, `Resolved` once it has ended.
+    pub event: DeliveryEvent,
+    /// `Sending` (recorded before each attempt, so a restart sends again with the same key),
+    /// `Delivered`, `Failed` (retried with backoff), `Undelivered` (gave up after the
+    /// configured attempts) or `Superseded` (a resolve not sent because the receiver's incident
+    /// is still held open by another notification of this triage).
+    pub result: DeliveryResult,
+    /// Attempts at this event so far.
+    pub attempts: u32,
+    /// When the last attempt started or ended.
+    pub time: Time,
+    /// Why the last attempt failed (status code or connection error; never a URL or key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a notification is about.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotificationKind {
+    Escalation,
+    ApiKeyRotation,
+    ApprovalRequest,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Escalation => "Escalation",
+            NotificationKind::ApiKeyRotation => "ApiKeyRotation",
+            NotificationKind::ApprovalRequest => "ApprovalRequest",
+        }
+    }
+}
+
+/// Whether a delivery announces the condition or its end.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeliveryEvent {
+    Firing,
+    Resolved,
+}
+
+impl DeliveryEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryEvent::Firing => "firing",
+            DeliveryEvent::Resolved => "resolved",
+        }
+    }
+}
+
+/// How a delivery stands.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Sending,
+    Delivered,
+    Failed,
+    Undelivered,
+    Superseded,
 }
 
 /// What was done to a pod. Written before the pod is touched (the intent), then completed.

@@ -543,9 +543,32 @@ pub fn why(t: &AlertTriage, now: Timestamp) -> String {
             let _ = writeln!(out, "  replaced by {replacement}");
         }
     }
-    if let Some(n) = &status.notification {
+    if let Some(n) = status.notification.as_ref().filter(|n| !n.title.is_empty()) {
         let _ = writeln!(out, "\nNotice: {}", n.title);
         out.push_str(&indent(&n.body, "  "));
+    }
+    if let Some(n) = status
+        .notification
+        .as_ref()
+        .filter(|n| !n.deliveries.is_empty())
+    {
+        out.push_str("\nNotifications:\n");
+        for d in &n.deliveries {
+            let _ = write!(
+                out,
+                "  {} {} {}: {:?} after {} attempt(s) at {}",
+                d.target,
+                d.kind.as_str(),
+                d.event.as_str(),
+                d.result,
+                d.attempts,
+                d.time.0
+            );
+            if let Some(error) = &d.error {
+                let _ = write!(out, " ({error})");
+            }
+            out.push('\n');
+        }
     }
     if !status.conditions.is_empty() {
         out.push_str("\nConditions:\n");
@@ -713,6 +736,32 @@ mod tests {
         );
         assert!(text.starts_with("NAMESPACE   NAME "), "{text}");
         assert!(text.lines().nth(1).unwrap().starts_with("pay         w "));
+    }
+
+    #[test]
+    fn why_lists_the_notification_deliveries_without_an_empty_notice() {
+        let t = triage(
+            "esc",
+            "2026-01-02T02:00:00Z",
+            json!({
+                "phase": "Escalated",
+                "notification": {"deliveries": [
+                    {"target": "am", "kind": "Escalation", "key": "k1", "event": "Firing",
+                     "result": "Delivered", "attempts": 1, "time": "2026-01-02T02:01:00Z"},
+                    {"target": "pd", "kind": "Escalation", "key": "k1", "event": "Firing",
+                     "result": "Failed", "attempts": 2, "time": "2026-01-02T02:02:00Z",
+                     "error": "HTTP 503"}
+                ]}
+            }),
+        );
+        let out = why(&t, "2026-01-02T02:03:00Z".parse().unwrap());
+        assert!(!out.contains("Notice:"), "{out}");
+        assert!(
+            out.contains(
+                "Notifications:\n  am Escalation firing: Delivered after 1 attempt(s) at 2026-01-02T02:01:00Z\n  pd Escalation firing: Failed after 2 attempt(s) at 2026-01-02T02:02:00Z (HTTP 503)\n"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

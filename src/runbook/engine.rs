@@ -342,6 +342,7 @@ impl CompiledRunbook {
             notification: rb.notification.as_ref().map(|n| Notification {
                 title: vars.fill(&n.title),
                 body: vars.fill(&n.body),
+                ..Notification::default()
             }),
             intermittency,
             related_services,

@@ -33,6 +33,8 @@
 //!   container has logged clean for 5 minutes, no deletion is proposed (action `None`): the
 //!   restart already replaced the failing container, which is all deleting the pod would do.
 //! - `noEvidenceSteps`, `notification` (`title`, `body`).
+//! - `notify`: names of notification targets (see docs/notifications.md) that this runbook's
+//!   escalations always go to, besides the configuration's routes.
 //!
 //! Text fields are templates: `{labels.<name>}` and the variables listed in
 //! [`super::template::VARIABLES`] are filled in when the verdict is made.
@@ -113,6 +115,10 @@ pub struct Runbook {
     /// A customer-impact notice (`title`, `body`), filled in with the verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) notification: Option<NotificationTemplate>,
+    /// Notification targets (names in the notifier's configuration) this runbook's triages are
+    /// always sent to, besides those the configuration's routes pick.
+    #[serde(default)]
+    pub(super) notify: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -254,6 +260,11 @@ mod window {
 impl Runbook {
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The notification targets this runbook names (`notify`).
+    pub fn notify(&self) -> &[String] {
+        &self.notify
     }
 
     pub fn title(&self) -> &str {

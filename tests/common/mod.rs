@@ -95,3 +95,25 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// alertmanager from scripts/tools.sh (beside kubectl), or `ATO_TEST_ALERTMANAGER`.
+pub fn alertmanager_bin() -> PathBuf {
+    let bin = std::env::var_os("ATO_TEST_ALERTMANAGER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cluster().kubectl.with_file_name("alertmanager"));
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with scripts/tools.sh alertmanager",
+        bin.display()
+    );
+    bin
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

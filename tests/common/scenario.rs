@@ -12,6 +12,16 @@ pub fn network_failure() -> Vec<String> {
     lines
 }
 
+/// Five metering failures rate limited by IAM (429): the runbook escalates to troutbridge.
+pub fn rate_limited() -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..5 {
+        lines.push("ErrorMeteringTokenExchangeFailure: Failed to prepare OpenShift license metering  IAM token exchange failure".to_string());
+        lines.push(r#"Wrapped Errors: ["The IAM token exchange request failed. (429)","Failed to decode response (429): \"ApiKey based rate limit\""]"#.to_string());
+    }
+    lines
+}
+
 /// A metering-token-exchange AlertTriage over the pods labelled `app=<app>`, one hour back.
 pub fn metering_triage(name: &str, app: &str) -> Value {
     json!({
