@@ -45,9 +45,16 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     let cache = WarmCache::start(&apis);
     let metrics = Arc::new(Metrics::new(cache.awaiting_approval()));
     // Before serving anything, so a bad notification config fails the start with its error.
+    // One view of the runbooks (built-in, Runbook and ClusterRunbook objects) for the
+    // controller, the intake's routing and the notifier's per-runbook targets.
+    let runbooks = Arc::new(Runbooks::start(
+        &client,
+        &args.namespaces,
+        args.cluster_runbooks,
+    ));
     let notifier = crate::notify::load(
         &args.notify,
-        Catalog::builtin(),
+        runbooks.clone(),
         client.clone(),
         Recorder::new(client.clone(), reporter(&identity)),
         metrics.clone(),
@@ -64,6 +71,7 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     let intake = crate::intake::start(
         &args.intake,
         &args.namespaces,
+        runbooks.clone(),
         client.clone(),
         metrics.clone(),
         shutdown.clone(),
@@ -76,7 +84,7 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         eviction_client: Client::try_from(eviction_config)?,
         recorder: Recorder::new(client.clone(), reporter(&identity)),
         config: Config::from(args),
-        runbooks: Runbooks::start(&client, &args.namespaces, args.cluster_runbooks),
+        runbooks,
         compiled: CompiledCache::default(),
         metrics,
         triage_slots: Semaphore::new(args.max_concurrent_triages.max(1)),

@@ -416,6 +416,72 @@ async fn a_catch_all_runbook_triages_what_no_runbook_knows() {
     assert_eq!(intake.alerts("created").await, 2.0);
 }
 
+/// An alert only a Runbook object knows is routed to it, in the Runbook's namespace.
+#[tokio::test]
+async fn an_alert_a_runbook_object_knows_is_routed_to_it() {
+    let ns = TestNs::new("intake-runbook").await;
+    ns.cluster.install_crds();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/runbooks/crash-loop.yaml"
+    ))
+    .expect("the example runbook");
+    let mut runbook: Value = serde_yaml::from_str(&text).expect("the example is YAML");
+    runbook["kind"] = "Runbook".into();
+    runbook["metadata"] = json!({"name": "crash-loop", "namespace": ns.name});
+    runbook["spec"]["alerts"] = json!({"names": ["TeamCrashLooping"]});
+    let resource = kube::api::ApiResource {
+        group: "triage.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "triage.dev/v1alpha1".into(),
+        kind: "Runbook".into(),
+        plural: "runbooks".into(),
+    };
+    let runbooks: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &resource);
+    runbooks
+        .create(
+            &Default::default(),
+            &serde_json::from_value(runbook).unwrap(),
+        )
+        .await
+        .expect("creating the Runbook");
+    let intake = Intake::start(&ns, &[]);
+    // Checked and reported Ready: the operator has seen it.
+    eventually(VERDICT, || async {
+        let rb = serde_json::to_value(
+            runbooks
+                .get("crash-loop")
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+        .unwrap();
+        let ready = rb["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        if ready {
+            Ok(())
+        } else {
+            Err(format!("{}", rb["status"]))
+        }
+    })
+    .await;
+    let am = Alertmanager::start(&intake.address, &intake.token_file(), None, &[]);
+    am.wait_ready().await;
+    let mut crashing = alert(&ns, "cart", &now_minus(60), &[]);
+    crashing["labels"]["alertname"] = "TeamCrashLooping".into();
+    am.post(&json!([crashing])).await;
+    let triages = wait_for_triages(&ns, 1).await;
+    assert_eq!(
+        triages[0]["spec"]["runbook"], "crash-loop",
+        "{}",
+        triages[0]
+    );
+    assert!(name_of(&triages[0]).starts_with("crash-loop-"));
+    assert_eq!(intake.alerts("unrouted").await, 0.0);
+}
+
 #[tokio::test]
 async fn two_clustered_replicas_still_make_one_triage_per_firing() {
     let ns = TestNs::new("intake-ha").await;

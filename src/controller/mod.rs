@@ -184,7 +184,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub config: Config,
     /// Runbook objects and the built-in runbooks, for choosing a triage's runbook.
-    pub runbooks: Runbooks,
+    pub runbooks: Arc<Runbooks>,
     pub compiled: CompiledCache,
     pub metrics: Arc<Metrics>,
     /// Bounds the triages running at once across every watched namespace.

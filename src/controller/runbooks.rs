@@ -225,6 +225,17 @@ impl Runbooks {
         }
     }
 
+    /// Only the built-in runbooks, watching nothing (offline use and unit tests).
+    pub fn builtin_only() -> Runbooks {
+        Runbooks {
+            builtin: Catalog::builtin(),
+            namespaced: Vec::new(),
+            cluster: None,
+            checker: Arc::default(),
+            tasks: Vec::new(),
+        }
+    }
+
     /// Whether both kinds have been listed, waiting up to `wait`: until then a triage could be
     /// given a runbook that an object not yet seen overrides.
     pub async fn synced(&self, wait: std::time::Duration) -> bool {

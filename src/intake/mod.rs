@@ -43,10 +43,10 @@ use tracing::{info, warn};
 pub use route::{FINGERPRINT_LABEL, GENERATOR_URL_ANNOTATION, Namespaces, SOURCE, SOURCE_LABEL};
 
 use crate::controller::mark_resolved;
+use crate::controller::runbooks::Runbooks;
 use crate::crd::AlertTriage;
 use crate::duration::parse as parse_duration;
 use crate::metrics::Metrics;
-use crate::runbook::{Catalog, Runbook};
 use payload::Alert;
 
 /// Where Alertmanager posts.
@@ -78,8 +78,9 @@ pub struct IntakeArgs {
     #[arg(long, env = "ATO_INTAKE_DEFAULT_NAMESPACE")]
     pub intake_default_namespace: Option<String>,
 
-    /// A runbook id that triages alerts no runbook matches by name; without it such alerts
-    /// are acknowledged and counted (`outcome="unrouted"`), not created. Checked at start.
+    /// A runbook id (built-in, Runbook or ClusterRunbook) that triages alerts no runbook
+    /// matches by name; without it such alerts are acknowledged and counted
+    /// (`outcome="unrouted"`), not created.
     #[arg(long, env = "ATO_INTAKE_CATCH_ALL_RUNBOOK")]
     pub intake_catch_all_runbook: Option<String>,
 
@@ -97,6 +98,7 @@ pub struct IntakeArgs {
 pub async fn start(
     args: &IntakeArgs,
     watched: &[String],
+    runbooks: Arc<Runbooks>,
     client: Client,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -114,13 +116,12 @@ pub async fn start(
     } else {
         args.intake_allowed_namespaces.clone()
     };
-    let catalog = Catalog::builtin();
-    let catch_all = route::catch_all(catalog, args.intake_catch_all_runbook.as_deref())
-        .map_err(anyhow::Error::msg)?;
+    let catch_all =
+        route::catch_all(args.intake_catch_all_runbook.as_deref()).map_err(anyhow::Error::msg)?;
     let intake = Arc::new(Intake {
         client: client.clone(),
         token,
-        catalog,
+        runbooks,
         catch_all,
         namespaces: Namespaces {
             allowed,
@@ -151,9 +152,9 @@ pub async fn start(
 struct Intake {
     client: Client,
     token: auth::Token,
-    catalog: &'static Catalog,
-    /// Triages what no runbook matches, when configured.
-    catch_all: Option<&'static Runbook>,
+    runbooks: Arc<Runbooks>,
+    /// The id of the runbook that triages what no runbook matches, when configured.
+    catch_all: Option<String>,
     namespaces: Namespaces,
     limit: RateLimit,
     metrics: Arc<Metrics>,
@@ -224,11 +225,14 @@ async fn receive(
 impl Intake {
     async fn handle(&self, alert: &Alert) -> &'static str {
         let spec_alert = route::spec_alert(alert);
-        let Some(runbook) = route::route(self.catalog, &spec_alert, self.catch_all) else {
-            return "unrouted";
-        };
+        let catch_all = self.catch_all.as_deref();
+        // Runbook objects apply in their own namespace, so the namespace comes first; an alert
+        // refused a namespace is still told apart from one no runbook knows.
         let namespace = match route::namespace(&self.namespaces, alert) {
             Ok(ns) => ns,
+            Err(_) if route::route(&self.runbooks, "", &spec_alert, catch_all).is_none() => {
+                return "unrouted";
+            }
             Err(why) => {
                 warn!(
                     alert = alert.name,
@@ -238,6 +242,9 @@ impl Intake {
                 );
                 return "refused";
             }
+        };
+        let Some(runbook) = route::route(&self.runbooks, &namespace, &spec_alert, catch_all) else {
+            return "unrouted";
         };
         let api: Api<AlertTriage> = Api::namespaced(self.client.clone(), &namespace);
         let name = route::name(runbook.id(), alert);
@@ -256,7 +263,7 @@ impl Intake {
         if !self.limit.take(Instant::now()) {
             return "rate_limited";
         }
-        let triage = route::triage(runbook, &namespace, alert);
+        let triage = route::triage(&runbook, &namespace, alert);
         match api.create(&PostParams::default(), &triage).await {
             Ok(_) => {
                 info!(

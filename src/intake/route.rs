@@ -9,7 +9,12 @@ use sha2::{Digest, Sha256};
 
 use super::payload::Alert;
 use crate::crd::{self, AlertTriage, AlertTriageSpec, Target};
-use crate::runbook::{Catalog, Runbook};
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::controller::runbooks::Runbooks;
+use crate::runbook::Runbook;
 
 /// Label carrying the alert's fingerprint on every triage the intake creates.
 pub const FINGERPRINT_LABEL: &str = "triage.dev/fingerprint";
@@ -32,30 +37,56 @@ pub struct Namespaces {
     pub default: Option<String>,
 }
 
-/// The runbook for an alert: today the built-in catalog matched by alert name and labels,
-/// else the catch-all runbook when one is configured. The one place routing is decided, so
-/// Runbook resources can be added here.
-pub fn route<'a>(
-    catalog: &'a Catalog,
+/// The runbook for an alert whose triage would live in `namespace`: matched by the alert's
+/// name and labels in the order a triage's own lookup uses (a Runbook there, a ClusterRunbook,
+/// a built-in), else the catch-all runbook when one is configured (and exists). The one place
+/// routing is decided.
+pub fn route(
+    runbooks: &Runbooks,
+    namespace: &str,
     alert: &crd::Alert,
-    catch_all: Option<&'a Runbook>,
-) -> Option<&'a Runbook> {
-    catalog.select(None, alert).ok().map(|r| &**r).or(catch_all)
+    catch_all: Option<&str>,
+) -> Option<Arc<Runbook>> {
+    runbooks
+        .select(namespace, None, alert)
+        .ok()
+        .or_else(|| {
+            let id = catch_all?;
+            let chosen = runbooks.select(namespace, Some(id), alert);
+            if let Err(e) = &chosen {
+                warn!(
+                    catch_all = id,
+                    namespace,
+                    error = e.message,
+                    "the catch-all runbook cannot be used"
+                );
+            }
+            chosen.ok()
+        })
+        .map(|c| c.runbook)
 }
 
-/// The catch-all runbook named by the operator's configuration; an id the catalog does not
-/// hold is refused at start, with the ids it does.
-pub fn catch_all<'a>(
-    catalog: &'a Catalog,
-    id: Option<&str>,
-) -> Result<Option<&'a Runbook>, String> {
-    id.map(|id| {
-        catalog
-            .select(Some(id), &crd::Alert::default())
-            .map(|r| &**r)
-            .map_err(|e| format!("--intake-catch-all-runbook: {e}"))
-    })
-    .transpose()
+/// The catch-all runbook id from the operator's configuration, refused at start when it is not
+/// a runbook id (a DNS label). Whether such a runbook exists is known only when an alert comes:
+/// it may be a Runbook or ClusterRunbook applied later.
+pub fn catch_all(id: Option<&str>) -> Result<Option<String>, String> {
+    match id {
+        None => Ok(None),
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 63
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !id.starts_with('-')
+                && !id.ends_with('-') =>
+        {
+            Ok(Some(id.to_string()))
+        }
+        Some(id) => Err(format!(
+            "--intake-catch-all-runbook: {id:?} is not a runbook id (a DNS label)"
+        )),
+    }
 }
 
 /// The namespace the alert's triage lives in. An alert that names a namespace goes there or
@@ -153,47 +184,46 @@ mod tests {
         }
     }
 
-    #[test]
-    fn alerts_route_to_the_runbook_that_knows_them() {
-        let catalog = Catalog::builtin();
-        let orchestrator = alert("ClusterSquadOrchestratorCallbackActionTimeErrors", &[]);
-        assert_eq!(
-            route(catalog, &spec_alert(&orchestrator), None).map(Runbook::id),
-            Some("orchestrator-callback-errors")
-        );
-        let metering = alert("armada-cluster_error_metering_token_exchange", &[]);
-        assert_eq!(
-            route(catalog, &spec_alert(&metering), None).map(Runbook::id),
-            Some("metering-token-exchange")
-        );
-        let watchdog = spec_alert(&alert("Watchdog", &[]));
-        assert!(route(catalog, &watchdog, None).is_none());
-
-        // A catch-all takes only what no runbook knows.
-        let fallback = catch_all(catalog, Some("orchestrator-callback-errors"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            route(catalog, &watchdog, Some(fallback)).map(Runbook::id),
-            Some("orchestrator-callback-errors")
-        );
-        assert_eq!(
-            route(catalog, &spec_alert(&metering), Some(fallback)).map(Runbook::id),
-            Some("metering-token-exchange")
-        );
+    fn routed(alert: &crd::Alert, catch_all: Option<&str>) -> Option<String> {
+        route(&Runbooks::builtin_only(), "team-a", alert, catch_all).map(|r| r.id().to_string())
     }
 
     #[test]
-    fn a_catch_all_the_catalog_does_not_hold_is_refused_with_the_known_ids() {
-        let catalog = Catalog::builtin();
-        assert!(catch_all(catalog, None).unwrap().is_none());
-        let err = catch_all(catalog, Some("generic")).unwrap_err();
-        assert!(
-            err.contains("--intake-catch-all-runbook")
-                && err.contains("generic")
-                && err.contains("metering-token-exchange"),
-            "{err}"
+    fn alerts_route_to_the_runbook_that_knows_them() {
+        let orchestrator = alert("ClusterSquadOrchestratorCallbackActionTimeErrors", &[]);
+        assert_eq!(
+            routed(&spec_alert(&orchestrator), None).as_deref(),
+            Some("orchestrator-callback-errors")
         );
+        let metering = spec_alert(&alert("armada-cluster_error_metering_token_exchange", &[]));
+        assert_eq!(
+            routed(&metering, None).as_deref(),
+            Some("metering-token-exchange")
+        );
+        let watchdog = spec_alert(&alert("Watchdog", &[]));
+        assert!(routed(&watchdog, None).is_none());
+
+        // A catch-all takes only what no runbook knows, and only when it exists.
+        let fallback = Some("orchestrator-callback-errors");
+        assert_eq!(
+            routed(&watchdog, fallback).as_deref(),
+            Some("orchestrator-callback-errors")
+        );
+        assert_eq!(
+            routed(&metering, fallback).as_deref(),
+            Some("metering-token-exchange")
+        );
+        assert!(routed(&watchdog, Some("not-applied-yet")).is_none());
+    }
+
+    #[test]
+    fn a_catch_all_that_is_not_a_runbook_id_is_refused() {
+        assert_eq!(catch_all(None), Ok(None));
+        assert_eq!(catch_all(Some("generic")), Ok(Some("generic".to_string())));
+        for bad in ["", "Generic", "-x", "x_y", &"a".repeat(64)] {
+            let err = catch_all(Some(bad)).unwrap_err();
+            assert!(err.contains("--intake-catch-all-runbook"), "{err}");
+        }
     }
 
     #[test]
@@ -240,13 +270,12 @@ mod tests {
 
     #[test]
     fn the_triage_carries_the_alert_and_the_runbooks_selector() {
-        let catalog = Catalog::builtin();
         let a = alert(
             "armada-cluster_error_metering_token_exchange",
             &[("service", "armada-cluster")],
         );
-        let runbook = route(catalog, &spec_alert(&a), None).unwrap();
-        let t = triage(runbook, "prod", &a);
+        let runbook = route(&Runbooks::builtin_only(), "team-a", &spec_alert(&a), None).unwrap();
+        let t = triage(&runbook, "prod", &a);
         let labels = t.metadata.labels.unwrap();
         assert_eq!(labels[FINGERPRINT_LABEL], "0a1b2c3d4e5f6789");
         assert_eq!(labels[SOURCE_LABEL], "alertmanager");

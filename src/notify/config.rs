@@ -350,12 +350,11 @@ impl Config {
             if let Some(unknown) = r.targets.iter().find(|t| !names.contains(*t)) {
                 return invalid(format!("routes[{i}] names unknown target {unknown}"));
             }
-            if let Some(unknown) = r
-                .runbooks
-                .iter()
-                .find(|id| !runbooks.iter().any(|(known, _)| known == id))
-            {
-                return invalid(format!("routes[{i}] names unknown runbook {unknown}"));
+            // Runbook objects come and go, so any well-formed id may be routed on.
+            if let Some(bad) = r.runbooks.iter().find(|id| !is_runbook_id(id)) {
+                return invalid(format!(
+                    "routes[{i}] names runbook {bad:?}, which is not a runbook id (a DNS label)"
+                ));
             }
             routes.push(Route {
                 targets: r.targets.clone(),
@@ -479,3 +478,14 @@ fn scrub(message: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A runbook id as the Runbook schema allows it: a DNS label.
+fn is_runbook_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-')
+}

@@ -29,6 +29,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::controller::runbooks::Runbooks;
 use crate::controller::{notification_undelivered, record_deliveries};
 use crate::crd::{AlertTriage, Delivery, DeliveryEvent, DeliveryResult};
 use crate::metrics::Metrics;
@@ -71,7 +72,8 @@ pub struct Notifier {
     config: Config,
     /// Target names as metric labels (a fixed set, read once at start).
     labels: HashMap<String, &'static str>,
-    runbooks: HashMap<String, Vec<String>>,
+    /// Where a triage's runbook (and so its own `notify` targets) is looked up.
+    runbooks: Arc<Runbooks>,
     poster: Poster,
     metrics: Arc<Metrics>,
     client: Client,
@@ -84,7 +86,7 @@ pub struct Notifier {
 /// before anything else starts.
 pub fn load(
     args: &NotifyArgs,
-    catalog: &Catalog,
+    runbooks: Arc<Runbooks>,
     client: Client,
     recorder: Recorder,
     metrics: Arc<Metrics>,
@@ -92,14 +94,12 @@ pub fn load(
     let Some(path) = &args.notify_config_file else {
         return Ok(None);
     };
-    let runbooks: HashMap<String, Vec<String>> = catalog
+    // The built-in runbooks' own targets are checked here. A Runbook object's come and go with
+    // the object: names that are not configured targets are ignored (docs/notifications.md).
+    let known: Vec<(&str, &[String])> = Catalog::builtin()
         .runbooks()
         .iter()
-        .map(|r| (r.id().to_string(), r.notify().to_vec()))
-        .collect();
-    let known: Vec<(&str, &[String])> = runbooks
-        .iter()
-        .map(|(id, n)| (id.as_str(), &n[..]))
+        .map(|r| (r.id(), r.notify()))
         .collect();
     let config = Config::load(path, &known)?;
     let labels: HashMap<String, &'static str> = config
@@ -240,20 +240,26 @@ impl Notifier {
             return;
         }
         let wanted = plan::wanted(&t.obj, t.deleted);
-        let notify = t
+        let notify: Vec<String> = t
             .obj
             .status
             .as_ref()
-            .and_then(|s| s.runbook.as_ref())
-            .and_then(|id| self.runbooks.get(id))
-            .map_or(&[][..], |n| &n[..]);
+            .and_then(|s| s.runbook.as_deref())
+            .and_then(|id| {
+                let namespace = t.obj.metadata.namespace.as_deref().unwrap_or_default();
+                self.runbooks
+                    .select(namespace, Some(id), &t.obj.spec.alert)
+                    .ok()
+            })
+            .map(|c| c.runbook.notify().to_vec())
+            .unwrap_or_default();
 
         let routed: Vec<_> = wanted
             .into_iter()
             .map(|w| {
                 let targets = self
                     .config
-                    .targets_for(&t.obj, w.kind, notify)
+                    .targets_for(&t.obj, w.kind, &notify)
                     .into_iter()
                     .map(target_ref)
                     .collect();

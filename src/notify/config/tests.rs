@@ -99,8 +99,8 @@ fn invalid_configs_are_refused_with_the_exact_error_and_no_secret() {
             "notification config: routes[0] names no targets",
         ),
         (
-            base.replace("runbooks: [metering-token-exchange]", "runbooks: [nope]"),
-            "notification config: routes[0] names unknown runbook nope",
+            base.replace("runbooks: [metering-token-exchange]", "runbooks: [Not_An_Id]"),
+            "notification config: routes[0] names runbook \"Not_An_Id\", which is not a runbook id (a DNS label)",
         ),
         (
             base.replace("name: am", "name: amx"),
@@ -205,13 +205,23 @@ fn routes_pick_targets_by_every_filter_and_runbooks_add_their_own() {
     let metering = "metering-token-exchange";
     let table: Vec<(AlertTriage, NotificationKind, Vec<String>, Vec<&str>)> = vec![
         (
-            triage("dev", metering, Category::RateLimited, Action::Escalate),
+            triage(
+                "dev",
+                metering,
+                Category::new("RateLimited").unwrap(),
+                Action::Escalate,
+            ),
             Escalation,
             vec![],
             vec!["pd"],
         ),
         (
-            triage("dev", metering, Category::AuthFailure, Action::Escalate),
+            triage(
+                "dev",
+                metering,
+                Category::new("AuthFailure").unwrap(),
+                Action::Escalate,
+            ),
             Escalation,
             vec![],
             vec![],
@@ -220,7 +230,7 @@ fn routes_pick_targets_by_every_filter_and_runbooks_add_their_own() {
             triage(
                 "dev",
                 "orchestrator-callback-errors",
-                Category::RateLimited,
+                Category::new("RateLimited").unwrap(),
                 Action::Escalate,
             ),
             Escalation,
@@ -231,7 +241,7 @@ fn routes_pick_targets_by_every_filter_and_runbooks_add_their_own() {
             triage(
                 "prod",
                 metering,
-                Category::NetworkFailure,
+                Category::new("NetworkFailure").unwrap(),
                 Action::DeletePod,
             ),
             ApprovalRequest,
@@ -242,7 +252,7 @@ fn routes_pick_targets_by_every_filter_and_runbooks_add_their_own() {
             triage(
                 "prod",
                 metering,
-                Category::NetworkFailure,
+                Category::new("NetworkFailure").unwrap(),
                 Action::DeletePod,
             ),
             Escalation,
@@ -250,19 +260,34 @@ fn routes_pick_targets_by_every_filter_and_runbooks_add_their_own() {
             vec![],
         ),
         (
-            triage("prod", metering, Category::RateLimited, Action::DeletePod),
+            triage(
+                "prod",
+                metering,
+                Category::new("RateLimited").unwrap(),
+                Action::DeletePod,
+            ),
             ApprovalRequest,
             vec![],
             vec!["pd", "chat"],
         ),
         (
-            triage("dev", metering, Category::AuthFailure, Action::Escalate),
+            triage(
+                "dev",
+                metering,
+                Category::new("AuthFailure").unwrap(),
+                Action::Escalate,
+            ),
             Escalation,
             vec!["am".into()],
             vec!["am"],
         ),
         (
-            triage("dev", metering, Category::RateLimited, Action::Escalate),
+            triage(
+                "dev",
+                metering,
+                Category::new("RateLimited").unwrap(),
+                Action::Escalate,
+            ),
             Escalation,
             vec!["am".into(), "pd".into()],
             vec!["am", "pd"],

@@ -27,7 +27,7 @@ fn triage(phase: Phase) -> AlertTriage {
     t.status = Some(AlertTriageStatus {
         phase: Some(phase),
         classification: Some(Classification {
-            category: Category::RateLimited,
+            category: Category::new("RateLimited").unwrap(),
             http_status: Some(429),
             scope: Scope::AllPods,
             reason: "r".into(),

@@ -23,7 +23,7 @@ fn triage() -> AlertTriage {
     t.status = Some(AlertTriageStatus {
         runbook: Some("metering-token-exchange".into()),
         classification: Some(Classification {
-            category: Category::RateLimited,
+            category: Category::new("RateLimited").unwrap(),
             http_status: Some(429),
             scope: Scope::AllPods,
             reason: "why".into(),
