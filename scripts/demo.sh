@@ -49,7 +49,7 @@ log "building the operator"
 cargo build --locked --quiet
 BIN="$CARGO_TARGET_DIR/debug/alert-triage-operator"
 
-log "installing the AlertTriage CRD"
+log "installing the CRDs (AlertTriage, Runbook, ClusterRunbook)"
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for condition=established crd/alerttriages.triage.dev --timeout=60s >/dev/null
 
