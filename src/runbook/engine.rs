@@ -21,6 +21,7 @@ use serde::Serialize;
 use super::compile::CompiledRunbook;
 use super::model::{CategoryRule, EnvInfoSpec, Outcome, Runbook};
 use super::scan::{LogScanner, StreamFindings};
+use super::state::PodState;
 use super::{success, template};
 use crate::crd::{
     Action, Alert, ApiKeyRotation, Category, Classification, Intermittency, Notification,
@@ -160,14 +161,31 @@ impl CompiledRunbook {
         &self.runbook
     }
 
-    /// A scanner for one container's log stream of a target pod.
+    /// A scanner for one container's log stream of a target pod whose state is not known:
+    /// rules with `pod` or `events` conditions take none of its records.
     pub fn scanner(&self) -> LogScanner<'_> {
-        LogScanner::new(&self.matchers, false)
+        LogScanner::new(&self.matchers, false, self.matchers.eligible(None))
+    }
+
+    /// A scanner for one container's log stream of a target pod in this state.
+    pub fn scanner_for(&self, state: &PodState) -> LogScanner<'_> {
+        LogScanner::new(&self.matchers, false, self.matchers.eligible(Some(state)))
     }
 
     /// A scanner that counts only the related-services signature, for other services' pods.
     pub fn related_scanner(&self) -> LogScanner<'_> {
-        LogScanner::new(&self.matchers, true)
+        LogScanner::new(&self.matchers, true, Vec::new())
+    }
+
+    /// The records a pod's state makes by itself: one per rule of pod state alone that it
+    /// meets. Merge them once into the pod's findings, beside its logs'.
+    pub fn state_findings(&self, state: &PodState) -> StreamFindings {
+        let mut findings = StreamFindings::default();
+        for (category, shown) in self.matchers.state_matches(state) {
+            *findings.matches.entry(category.clone()).or_default() += 1;
+            findings.samples.push(shown);
+        }
+        findings
     }
 
     pub fn assess(&self, input: &AssessInput) -> Verdict {

@@ -144,19 +144,22 @@ pub struct LogScanner<'a> {
     /// The lowercased copy of a block a case-ignoring search runs over, reused.
     folded: Vec<u8>,
     pending: Option<Record>,
+    /// Per category rule, whether the pod's state lets it take a record.
+    eligible: Vec<bool>,
     samples: Vec<(Category, String)>,
     success: SuccessTimes,
     findings: StreamFindings,
 }
 
 impl<'a> LogScanner<'a> {
-    pub(super) fn new(matchers: &'a Matchers, related: bool) -> Self {
+    pub(super) fn new(matchers: &'a Matchers, related: bool, eligible: Vec<bool>) -> Self {
         LogScanner {
             matchers,
             related,
             line: Vec::new(),
             folded: Vec::new(),
             pending: None,
+            eligible,
             samples: Vec::new(),
             success: SuccessTimes::default(),
             findings: StreamFindings::default(),
@@ -357,7 +360,7 @@ impl<'a> LogScanner<'a> {
             None => Cow::Borrowed(record.body.as_str()),
         };
         let statuses = m.statuses(&detail);
-        let category = m.classify(&detail, &statuses);
+        let category = m.classify(&detail, &statuses, &self.eligible);
         if let Some(extractor) = &m.controller_ids {
             for id in extractor.all(json, &record.body) {
                 if self.findings.controller_ids.len() >= MAX_CONTROLLER_IDS {
