@@ -270,7 +270,7 @@ impl PodMeta {
             Some(text) => {
                 let (reason, exit) = match text
                     .strip_suffix(')')
-                    .and_then(|t| t.rsplit_once(" (exit "))
+                    .and_then(|t| t.rsplit_once("(exit "))
                 {
                     Some((reason, code)) => {
                         let code = code.trim().parse::<i32>().with_context(|| {

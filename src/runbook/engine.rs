@@ -376,17 +376,33 @@ impl CompiledRunbook {
         failing: usize,
         restart_note: Option<&str>,
     ) -> String {
-        let mut reason = format!(
-            "{} of {} {} records in the window were {}",
-            count(total, category),
-            total.failures(),
-            self.matchers.description,
-            category.as_str()
-        );
+        let by_state = self
+            .runbook
+            .categories
+            .iter()
+            .find(|r| &r.category == category)
+            .is_some_and(|r| !r.reads_logs());
+        let mut reason = if by_state {
+            format!(
+                "The status or Warning Events of {failing} of {} fit the runbook's {} conditions",
+                pods(input.pods.len()),
+                category.as_str()
+            )
+        } else {
+            format!(
+                "{} of {} {} records in the window were {}",
+                count(total, category),
+                total.failures(),
+                self.matchers.description,
+                category.as_str()
+            )
+        };
         if let Some(s) = http_status {
             reason.push_str(&format!(" (HTTP {s})"));
         }
-        reason.push_str(&format!(", in {failing} of {}", pods(input.pods.len())));
+        if !by_state {
+            reason.push_str(&format!(", in {failing} of {}", pods(input.pods.len())));
+        }
         match (total.first_failure, total.last_failure) {
             (Some(first), Some(last)) if first == last => {
                 reason.push_str(&format!(", at {}", show_time(first)));
