@@ -605,7 +605,7 @@ fn runbook_check_names_each_file_and_what_is_wrong() {
     );
     assert!(
         out.contains(&format!(
-            "{}: runbook crash-loop: categories[1].patterns",
+            "{}: runbook crash-loop: categories[0].patterns",
             broken.path().display()
         )),
         "{out}"
