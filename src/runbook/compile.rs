@@ -62,7 +62,7 @@ impl CompiledCache {
             runbook
                 .compile_time_templates()
                 .flat_map(template::placeholders)
-                .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+                .filter_map(template::label_name)
                 .map(|l| (l.to_string(), alert.labels.get(l).cloned()))
                 .collect(),
         );
@@ -86,7 +86,7 @@ pub(super) fn check(rb: &Runbook) -> Result<(), RunbookError> {
     let labels = rb
         .compile_time_templates()
         .flat_map(template::placeholders)
-        .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+        .filter_map(template::label_name)
         .map(|l| (l.to_string(), "x".to_string()))
         .collect();
     Matchers::new(rb, &labels).map(|_| ())
@@ -227,7 +227,7 @@ impl Matchers {
             template::fill_labels(text, labels).ok_or_else(|| RunbookError::MissingLabel {
                 id: id.to_string(),
                 label: template::placeholders(text)
-                    .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+                    .filter_map(template::label_name)
                     .find(|l| !labels.contains_key(*l))
                     .unwrap_or_default()
                     .to_string(),

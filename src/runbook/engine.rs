@@ -317,7 +317,7 @@ impl CompiledRunbook {
         }
         let recommendation = Recommendation {
             action: outcome.action,
-            team: (outcome.action == Action::Escalate).then(|| rb.team.clone()),
+            team: (outcome.action == Action::Escalate).then(|| rb.team(&input.alert)),
             reason,
             next_steps: outcome
                 .steps

@@ -3,7 +3,8 @@
 //!
 //! A runbook is one YAML document (camelCase keys, unknown keys refused so typos fail loudly):
 //!
-//! - `id`, `title`, `window` (default evidence window, `1m`..`24h`), `team` (paged on Escalate).
+//! - `id`, `title`, `window` (default evidence window, `1m`..`24h`), `team` (paged on Escalate;
+//!   a name or a template over the alert's labels with a fallback: `{labels.team|platform}`).
 //! - `alerts`: `names` (globs with `*`, case-insensitive) and/or `labels` (label -> glob); the
 //!   runbook is chosen for an alert when any of them matches.
 //! - `defaultSelector`: matchLabels used when the triage names no selector; values may use
@@ -88,7 +89,8 @@ pub struct Runbook {
     /// The ConfigMap and keys holding the account and resource group, when needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) env_info: Option<EnvInfoSpec>,
-    /// The team paged on Escalate.
+    /// The team paged on Escalate: a name, or a template over the alert's labels with a
+    /// fallback, e.g. `{labels.team|platform}`.
     pub(super) team: String,
     /// JSON keys holding a line's time and the error's details.
     pub(super) json: JsonFields,
@@ -335,6 +337,20 @@ impl Runbook {
         &self.title
     }
 
+    /// The team to page for this alert. A label value that is not a plausible name (1-63
+    /// letters, digits, `-`, `_`, `.`) is not trusted to route a page: the fallback is used.
+    pub fn team(&self, alert: &Alert) -> String {
+        template::render(&self.team, |p| {
+            let (name, fallback) = template::label_parts(p).unwrap_or((p, None));
+            alert
+                .labels
+                .get(name)
+                .filter(|v| !v.is_empty() && is_label_value(v))
+                .cloned()
+                .unwrap_or_else(|| fallback.unwrap_or_default().to_string())
+        })
+    }
+
     pub fn default_window(&self) -> Duration {
         self.window
     }
@@ -467,6 +483,15 @@ impl Runbook {
         }
         if self.team.trim().is_empty() {
             return Err(invalid("team must not be empty".into()));
+        }
+        if let Some(p) = template::placeholders(&self.team).find(|p| {
+            template::label_parts(p).is_none_or(|(name, fallback)| {
+                name.is_empty() || fallback.is_none_or(|f| f.is_empty())
+            })
+        }) {
+            return Err(invalid(format!(
+                "team: placeholder {{{p}}} must be a label with a fallback, e.g. {{labels.team|platform}}, so every alert has a team"
+            )));
         }
         self.validate_categories().map_err(invalid)?;
         if let Some(related) = &self.related_services
@@ -691,6 +716,45 @@ mod tests {
         ];
         for (p, t, want) in cases {
             assert_eq!(glob(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    const MINIMAL: &str = r#"
+id: x
+title: X
+window: 30m
+alerts: {names: [A]}
+team: '{labels.team|platform}'
+json: {timeFields: [ts], detailFields: [msg]}
+signature: {contains: [FATAL]}
+categories:
+  - category: Crash
+    recommend: {action: Escalate, reason: r}
+"#;
+
+    #[test]
+    fn team_is_taken_from_the_alert_with_a_fallback() {
+        let rb = Runbook::load(MINIMAL).expect("valid");
+        let alert = |team: Option<&str>| Alert {
+            name: "A".into(),
+            labels: team
+                .map(|t| BTreeMap::from([("team".to_string(), t.to_string())]))
+                .unwrap_or_default(),
+            ..Alert::default()
+        };
+        assert_eq!(rb.team(&alert(Some("payments"))), "payments");
+        assert_eq!(rb.team(&alert(None)), "platform");
+        assert_eq!(rb.team(&alert(Some(""))), "platform");
+        // Not a name: never routes a page.
+        assert_eq!(rb.team(&alert(Some("a b <@here>"))), "platform");
+        for (team, error) in [
+            ("'{labels.team}'", "must be a label with a fallback"),
+            ("'{labels.team|}'", "must be a label with a fallback"),
+            ("'{count}'", "must be a label with a fallback"),
+        ] {
+            let text = MINIMAL.replace("'{labels.team|platform}'", team);
+            let err = Runbook::load(&text).expect_err(team).to_string();
+            assert!(err.contains(error), "{team}: {err}");
         }
     }
 
