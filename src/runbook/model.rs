@@ -40,8 +40,10 @@
 //! - `notify`: names of notification targets (see docs/notifications.md) that this runbook's
 //!   escalations always go to, besides the configuration's routes.
 //!
-//! Text fields are templates: `{labels.<name>}` and the variables listed in
-//! [`super::template::VARIABLES`] are filled in when the verdict is made.
+//! Text fields are templates: `{labels.<name>}` (`{labels.<name>|<fallback>}` with a fallback)
+//! and the variables listed in [`super::template::VARIABLES`] are filled in when the verdict is
+//! made; `{count}`, `{firstFailure}` and `{lastFailure}` are the verdict's category's, and
+//! `{count:<category>}` etc. another category's.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -593,14 +595,21 @@ impl Runbook {
 
     fn validate_templates(&self) -> Result<(), String> {
         for text in self.verdict_templates() {
-            if let Some(p) = template::placeholders(text).find(|p| !template::is_known(p)) {
+            let known = |p: &str| template::is_known(p, self.categories().map(Category::as_str));
+            if let Some(p) = template::placeholders(text).find(|p| !known(p)) {
                 return Err(format!(
-                    "unknown placeholder {{{p}}} in {text:?}; known: {{labels.<name>}}, {}",
+                    "unknown placeholder {{{p}}} in {text:?}; known: {{labels.<name>}}, {}, and {} of another category of this runbook, e.g. {{count:{}}}",
                     template::VARIABLES
                         .iter()
                         .map(|v| format!("{{{v}}}"))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    template::PER_CATEGORY
+                        .iter()
+                        .map(|v| format!("{{{v}:<category>}}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.categories().next().map_or("Crash", Category::as_str)
                 ));
             }
         }

@@ -46,6 +46,9 @@ pub struct StreamFindings {
     pub success_markers: BTreeMap<String, u64>,
     pub first_failure: Option<Timestamp>,
     pub last_failure: Option<Timestamp>,
+    /// The first and the last failure per category, of the records that carry a time.
+    #[serde(skip)]
+    pub failure_times: BTreeMap<Category, (Timestamp, Timestamp)>,
     /// The first and the last line read that start with a timestamp (the kubelet's or the
     /// application's own): the span of log that was read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +88,9 @@ impl StreamFindings {
         }
         self.first_failure = min_some(self.first_failure, other.first_failure);
         self.last_failure = self.last_failure.max(other.last_failure);
+        for (category, (first, last)) in other.failure_times {
+            self.note_times(category, first, last);
+        }
         self.first_line = min_some(self.first_line, other.first_line);
         self.last_line = self.last_line.max(other.last_line);
         self.successes.extend(other.successes);
@@ -93,6 +99,12 @@ impl StreamFindings {
     /// Failure records of every category.
     pub fn failures(&self) -> u64 {
         self.matches.values().sum()
+    }
+
+    fn note_times(&mut self, category: Category, first: Timestamp, last: Timestamp) {
+        let times = self.failure_times.entry(category).or_insert((first, last));
+        times.0 = times.0.min(first);
+        times.1 = times.1.max(last);
     }
 }
 
@@ -391,6 +403,7 @@ impl<'a> LogScanner<'a> {
         if let Some(t) = record.time {
             self.findings.first_failure = min_some(self.findings.first_failure, Some(t));
             self.findings.last_failure = self.findings.last_failure.max(Some(t));
+            self.findings.note_times(category.clone(), t, t);
         }
         self.sample(category, &record.raw);
     }

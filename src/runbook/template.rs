@@ -42,10 +42,20 @@ pub(super) const VARIABLES: &[&str] = &[
     "relatedServices",
 ];
 
+/// Variables that are per category: the verdict's by default, another's as `{count:<name>}`.
+pub(super) const PER_CATEGORY: &[&str] = &["count", "firstFailure", "lastFailure"];
+
 static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\{(labels\.[^{}\s]+|[A-Za-z][A-Za-z0-9]*)\}")
+    Regex::new(r"\{(labels\.[^{}\s]+|[A-Za-z][A-Za-z0-9]*(?::[A-Za-z][A-Za-z0-9-]*)?)\}")
         .expect("placeholder pattern is valid")
 });
+
+/// `count:RateLimited` as (`count`, `RateLimited`), for the per-category variables.
+pub(super) fn per_category(placeholder: &str) -> Option<(&str, &str)> {
+    placeholder
+        .split_once(':')
+        .filter(|(v, _)| PER_CATEGORY.contains(v))
+}
 
 pub(super) fn placeholders(text: &str) -> impl Iterator<Item = &str> {
     PLACEHOLDER
@@ -68,8 +78,13 @@ pub(super) fn label_parts(placeholder: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
-pub(super) fn is_known(name: &str) -> bool {
-    name.starts_with(LABELS_PREFIX) || VARIABLES.contains(&name)
+/// Whether the placeholder names something a verdict fills; `{count:<name>}` only for a
+/// category in `categories`.
+pub(super) fn is_known<'c>(name: &str, mut categories: impl Iterator<Item = &'c str>) -> bool {
+    match per_category(name) {
+        Some((_, category)) => categories.any(|c| c == category),
+        None => name.starts_with(LABELS_PREFIX) || VARIABLES.contains(&name),
+    }
 }
 
 /// `text` with each placeholder replaced by `value(name)`.
