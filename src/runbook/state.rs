@@ -98,12 +98,10 @@ impl StateMatcher {
 
     pub(super) fn holds(&self, state: &PodState) -> bool {
         self.pod.as_ref().is_none_or(|p| pod_holds(p, state))
-            && self.events.as_ref().is_none_or(|(reasons, message)| {
-                state.events.iter().any(|e| {
-                    (reasons.is_empty() || reasons.contains(&e.reason))
-                        && message.as_ref().is_none_or(|m| m.is_match(&e.message))
-                })
-            })
+            && self
+                .events
+                .as_ref()
+                .is_none_or(|wanted| state.events.iter().any(|e| event_fits(wanted, e)))
     }
 
     /// What the pod showed that fits, for samples: `pod state: lastTermination OOMKilled (exit 137)`.
@@ -132,16 +130,18 @@ impl StateMatcher {
                 parts.push(format!("ready {}", state.ready));
             }
         }
-        if let Some((reasons, message)) = &self.events
-            && let Some(e) = state.events.iter().find(|e| {
-                (reasons.is_empty() || reasons.contains(&e.reason))
-                    && message.as_ref().is_none_or(|m| m.is_match(&e.message))
-            })
+        if let Some(wanted) = &self.events
+            && let Some(e) = state.events.iter().find(|e| event_fits(wanted, e))
         {
             parts.push(format!("event {e}"));
         }
         format!("pod state: {}", parts.join(", "))
     }
+}
+
+fn event_fits((reasons, message): &(Vec<String>, Option<Regex>), e: &PodEvent) -> bool {
+    (reasons.is_empty() || reasons.contains(&e.reason))
+        && message.as_ref().is_none_or(|m| m.is_match(&e.message))
 }
 
 fn pod_holds(p: &PodMatch, s: &PodState) -> bool {
