@@ -5,9 +5,12 @@
 //! - `<pod>.log` or `<pod>/<container>.log`: a target pod's logs (containers are merged);
 //! - `<pod>/<container>.previous.log` (optional): the log of the container that ran before a
 //!   restart, as `kubectl logs --previous` shows it;
-//! - `pods.yaml` (optional): `<pod>: {ready: false, restartedAt: <time>}`; pods are Ready
-//!   unless it says otherwise, a restarted container started at its log's first line unless it
-//!   says when, and a pod listed here without logs is a pod whose logs were empty;
+//! - `pods.yaml` (optional): per pod, what `status.evidence.pods[]` records of it, in the same
+//!   words: `<pod>: {ready: false, restarts: 4, waitingReason: CrashLoopBackOff,
+//!   lastTermination: OOMKilled (exit 137), events: ["BackOff: Back-off restarting (x3)"],
+//!   restartedAt: <time>}`, every key optional. Pods are Ready unless it says otherwise, a
+//!   restarted container started at its log's first line unless it says when, and a pod listed
+//!   here without logs is a pod whose logs were empty;
 //! - `env-info.yaml` (optional): the environment's info ConfigMap data (`KEY: value`);
 //! - `related/<service>/<pod>.log` (optional): pods of other services the runbook names.
 //!
@@ -28,8 +31,8 @@ use jiff::{SignedDuration, Timestamp};
 use crate::controller::phase;
 use crate::crd::{Action, Alert, AlertTriageSpec, Phase, Scope};
 use crate::runbook::{
-    AssessInput, Catalog, CompiledRunbook, Containers, EnvInfo, LogScanner, PodInput, RelatedInput,
-    Restart, StreamFindings, Verdict, WindowCut,
+    AssessInput, Catalog, CompiledRunbook, Containers, EnvInfo, LogScanner, PodEvent, PodInput,
+    PodState, RelatedInput, Restart, StreamFindings, Verdict, WindowCut,
 };
 
 const CHUNK: usize = 64 * 1024;
@@ -244,10 +247,56 @@ struct PodMeta {
     ready: bool,
     #[serde(default)]
     restarted_at: Option<Timestamp>,
+    #[serde(default)]
+    restarts: i32,
+    #[serde(default)]
+    waiting_reason: Option<String>,
+    /// `Reason (exit N)`, as status shows it.
+    #[serde(default)]
+    last_termination: Option<String>,
+    /// `Reason: message`, as status shows them, newest first.
+    #[serde(default)]
+    events: Vec<String>,
 }
 
 fn ready_by_default() -> bool {
     true
+}
+
+impl PodMeta {
+    fn state(&self, pod: &str) -> anyhow::Result<PodState> {
+        let (reason, exit) = match self.last_termination.as_deref().map(str::trim) {
+            None => (None, None),
+            Some(text) => {
+                let (reason, exit) = match text
+                    .strip_suffix(')')
+                    .and_then(|t| t.rsplit_once("(exit "))
+                {
+                    Some((reason, code)) => {
+                        let code = code.trim().parse::<i32>().with_context(|| {
+                            format!("pods.yaml: {pod}: lastTermination {text:?}: the exit code is not a number")
+                        })?;
+                        (reason.trim(), Some(code))
+                    }
+                    None => (text, None),
+                };
+                if reason.is_empty() {
+                    bail!(
+                        "pods.yaml: {pod}: lastTermination {text:?} names no reason, e.g. OOMKilled (exit 137)"
+                    );
+                }
+                (Some(reason.to_string()), exit)
+            }
+        };
+        Ok(PodState {
+            ready: self.ready,
+            restarts: self.restarts,
+            waiting_reason: self.waiting_reason.clone(),
+            last_termination_reason: reason,
+            last_exit_code: exit,
+            events: self.events.iter().map(|e| PodEvent::parse(e)).collect(),
+        })
+    }
 }
 
 /// `runbook check`: loads each file (bare runbooks or Runbook/ClusterRunbook manifests) as the
@@ -410,6 +459,15 @@ fn read_pods(
     } else {
         BTreeMap::new()
     };
+    let states = meta
+        .iter()
+        .map(|(name, m)| Ok((name.clone(), m.state(name)?)))
+        .collect::<anyhow::Result<BTreeMap<String, PodState>>>()?;
+    let unlisted = PodState {
+        ready: true,
+        ..PodState::default()
+    };
+    let state = |pod: &str| states.get(pod).unwrap_or(&unlisted);
     let mut containers = Containers {
         wanted: container.map(str::to_string),
         ..Containers::default()
@@ -430,6 +488,7 @@ fn read_pods(
             if name == RELATED_DIR {
                 continue;
             }
+            let scanner = || compiled.scanner_for(state(&name));
             let pod = read.entry(name.clone()).or_default();
             for file in sorted_entries(&entry)?.into_iter().filter(|p| is_log(p)) {
                 let file_name = file_name(&file);
@@ -442,7 +501,7 @@ fn read_pods(
                     continue;
                 }
                 containers.read.insert(c);
-                let scanned = scan_file(&file, compiled.scanner(), window)?;
+                let scanned = scan_file(&file, scanner(), window)?;
                 if previous {
                     pod.previous.get_or_insert_default().merge(scanned);
                 } else {
@@ -457,7 +516,7 @@ fn read_pods(
                     pod
                 );
             }
-            let scanned = scan_file(&entry, compiled.scanner(), window)?;
+            let scanned = scan_file(&entry, compiled.scanner_for(state(&pod)), window)?;
             read.entry(pod).or_default().current.merge(scanned);
         }
     }
@@ -474,6 +533,7 @@ fn read_pods(
             if let Some(p) = previous {
                 findings.merge(p);
             }
+            findings.merge(compiled.state_findings(state(&name)));
             PodInput {
                 ready: meta.is_none_or(|m| m.ready),
                 name,

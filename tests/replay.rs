@@ -637,3 +637,35 @@ fn the_example_runbook_passes_its_own_scenarios() {
         replay::run(&args, &mut Vec::new()).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
     }
 }
+
+/// `pods.yaml` says what status records; a last termination that is not `Reason (exit N)` is
+/// refused with where and why, not read as something else.
+#[test]
+fn pods_yaml_with_a_bad_last_termination_is_refused() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/runbooks/tests/oom-killed");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (pods, error) in [
+        (
+            "p: {lastTermination: 'OOMKilled (exit nine)'}",
+            "pods.yaml: p: lastTermination \"OOMKilled (exit nine)\": the exit code is not a number",
+        ),
+        ("p: {lastTermination: ' (exit 1)'}", "names no reason"),
+        (
+            "p: {lastTerminated: OOMKilled}",
+            "unknown field `lastTerminated`",
+        ),
+    ] {
+        std::fs::write(dir.path().join("pods.yaml"), pods).unwrap();
+        let args = ReplayArgs {
+            logs: dir.path().to_path_buf(),
+            alert: scenario.join("alert.yaml"),
+            runbook: None,
+            runbook_file: Some(scenario.join("../../crash-loop.yaml")),
+            container: None,
+            output: OutputFormat::Table,
+            expect: None,
+        };
+        let err = replay::run(&args, &mut Vec::new()).expect_err(pods);
+        assert!(format!("{err:#}").contains(error), "{pods}: {err:#}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Runbooks as resources on the simulated cluster: a ClusterRunbook of the project's example
-//! (crash-looping pods, categories of its own) triages pods end to end, a namespaced Runbook
+//! (crash-looping pods, categories of its own) triages pods end to end, from their logs and
+//! from their status alone (an OOM kill leaves no log line), a namespaced Runbook
 //! overrides it in its namespace only, an invalid runbook says why in its status and is not
 //! used, an edit reaches the next triage without a restart, and a Runbook never reaches beyond
 //! its namespace.
@@ -14,7 +15,7 @@ use std::time::Duration;
 use common::operator::{
     Operator, create_triage, give_app_logs, run_args, wait_for_phase, wait_for_triage,
 };
-use common::{DeleteOnDrop, TestNs, Workload, eventually};
+use common::{DeleteOnDrop, PodLog, TestNs, Workload, eventually};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -179,7 +180,7 @@ async fn a_cluster_runbook_triages_pods_and_a_namespaced_runbook_overrides_it_in
         serde_json::to_value(clusterrunbooks.get(&id).await.unwrap()).unwrap()["status"].clone();
     assert_eq!(
         status["categories"],
-        json!(["OutOfMemory", "BadConfig", "Crash"]),
+        json!(["OutOfMemory", "OOMKilled", "BadConfig", "Crash"]),
         "{status}"
     );
     let ready = ready_condition(&runbooks(&overridden), &id).await;
@@ -383,4 +384,81 @@ async fn a_runbook_with_a_built_in_id_overrides_the_built_in_in_its_namespace() 
         s["runbookRef"],
         json!({"kind": "Runbook", "namespace": ns.name, "name": "metering", "generation": 1})
     );
+}
+
+/// The kernel killed one pod's container over its memory limit: its status says so and its
+/// logs say nothing. The example's `OOMKilled` rule (pod state alone) classifies it, for that
+/// pod only, and status shows what fit.
+#[tokio::test]
+async fn an_oom_killed_container_without_a_log_line_is_classified_from_its_status() {
+    let ns = TestNs::new("rb-oomkilled").await;
+    let id = unique(&ns);
+    let _cluster = create_cluster_runbook(&ns, &example(&id)).await;
+    let _op = Operator::start(&ns, &[]);
+    let pods = ns.deploy(&Workload::new("app", 2), DEPLOY).await;
+    let names: Vec<String> = pods
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    let finished = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_mins(1))
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    ns.patch_pod_status(
+        &names[0],
+        json!({
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
+            "containerStatuses": [{
+                "name": "app", "image": "registry.invalid/ato/app:fake", "imageID": "",
+                "ready": false, "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                    "finishedAt": finished}},
+            }],
+        }),
+    )
+    .await;
+    let quiet = PodLog::lines(vec!["starting worker".to_string(); 3]);
+    ns.attach_logs(&names[0], "app", &quiet, Some(&quiet)).await;
+    ns.attach_logs(&names[1], "app", &quiet, None).await;
+    create_triage(&ns, crash_triage("oom", &id)).await;
+
+    let t = wait_for_phase(&ns, "oom", &["Escalated"], VERDICT).await;
+    let s = &t["status"];
+    assert_eq!(s["classification"]["category"], "OOMKilled", "{s:#}");
+    assert_eq!(s["classification"]["scope"], "SinglePod", "{s:#}");
+    assert_eq!(s["recommendation"]["action"], "Escalate");
+    assert_eq!(s["recommendation"]["team"], "platform");
+    let reason = s["recommendation"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("1 of 2 pods ({})", names[0])),
+        "{reason}"
+    );
+    let pods = s["evidence"]["pods"].as_array().unwrap();
+    let killed = pods
+        .iter()
+        .find(|p| p["name"] == names[0].as_str())
+        .unwrap();
+    assert_eq!(
+        killed["lastTermination"], "OOMKilled (exit 137)",
+        "{killed:#}"
+    );
+    assert_eq!(killed["matches"], json!({"OOMKilled": 1}), "{killed:#}");
+    assert!(
+        killed["linesScanned"].as_u64().unwrap() > 0,
+        "its logs were read and held no failure: {killed:#}"
+    );
+    assert!(
+        killed["samples"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pod state: lastTermination OOMKilled (exit 137)")),
+        "{killed:#}"
+    );
+    let other = pods
+        .iter()
+        .find(|p| p["name"] == names[1].as_str())
+        .unwrap();
+    assert!(other["matches"].is_null(), "{other:#}");
 }

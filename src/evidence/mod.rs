@@ -21,7 +21,8 @@ use tracing::{debug, instrument};
 use crate::crd::{PodEvidence, TargetSelector};
 use crate::redact::redact;
 use crate::runbook::{
-    CompiledRunbook, Containers, LogScanner, Restart, StreamFindings, WindowCut, leading_time,
+    CompiledRunbook, Containers, LogScanner, PodEvent, PodState, Restart, StreamFindings,
+    WindowCut, leading_time,
 };
 
 pub use budget::LogBudget;
@@ -96,7 +97,7 @@ pub struct Plan {
 pub struct GatheredPod {
     pub facts: PodFacts,
     pub findings: StreamFindings,
-    pub events: Vec<String>,
+    pub events: Vec<PodEvent>,
     pub log_errors: Vec<String>,
     /// The byte limit left older lines of the window unread.
     pub older_logs_unread: bool,
@@ -126,7 +127,7 @@ impl GatheredPod {
                 .map(|(c, n)| (c.as_str().to_string(), *n))
                 .collect(),
             samples: self.findings.samples.clone(),
-            events: self.events.clone(),
+            events: self.events.iter().map(PodEvent::to_string).collect(),
             lines_scanned: self.findings.lines,
             bytes_scanned: self.findings.bytes,
             logs_from: self.findings.first_line.map(Time),
@@ -213,11 +214,13 @@ async fn gather_pod(
     pod: Pod,
     plan: &Plan,
     runbook: &CompiledRunbook,
-    events: &BTreeMap<String, Vec<String>>,
+    events: &BTreeMap<String, Vec<PodEvent>>,
 ) -> (GatheredPod, Option<String>) {
     let facts = PodFacts::from_pod(&pod);
     let pod_events = events.get(&facts.uid).cloned().unwrap_or_default();
-    let outcome = read_pod_logs(api, &pod, plan, runbook, false).await;
+    let state = facts.state(&pod_events);
+    let mut outcome = read_pod_logs(api, &pod, plan, runbook, Scan::Pod(&state)).await;
+    outcome.findings.merge(runbook.state_findings(&state));
     let restart = outcome.previous_read.then_some(Restart {
         at: facts.restarted_at,
         previous_failures: outcome.previous_failures,
@@ -275,7 +278,7 @@ pub async fn gather_related(
         let mut findings = StreamFindings::default();
         for pod in &pods {
             findings.merge(
-                read_pod_logs(&pods_api, pod, plan, runbook, true)
+                read_pod_logs(&pods_api, pod, plan, runbook, Scan::Related)
                     .await
                     .findings,
             );
@@ -310,6 +313,15 @@ struct LogOutcome {
     skipped: Vec<String>,
 }
 
+/// What a log is scanned for.
+#[derive(Clone, Copy)]
+enum Scan<'a> {
+    /// Failure records of a target pod in this state.
+    Pod(&'a PodState),
+    /// The related-services signature.
+    Related,
+}
+
 /// Reads each selected container's log (and the previous container's, after a restart)
 /// through a scanner. Problems are recorded, never fatal: one unreadable pod must not hide the
 /// others.
@@ -318,7 +330,7 @@ async fn read_pod_logs(
     pod: &Pod,
     plan: &Plan,
     runbook: &CompiledRunbook,
-    related: bool,
+    scan: Scan<'_>,
 ) -> LogOutcome {
     let mut outcome = LogOutcome::default();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -357,7 +369,7 @@ async fn read_pod_logs(
                 container: &container.name,
                 previous,
             };
-            match read_newest(api, &stream, plan, runbook, related).await {
+            match read_newest(api, &stream, plan, runbook, scan).await {
                 Ok(read) => {
                     if previous {
                         outcome.previous_read = true;
@@ -430,7 +442,7 @@ async fn read_newest(
     stream: &Stream<'_>,
     plan: &Plan,
     runbook: &CompiledRunbook,
-    related: bool,
+    scan: Scan<'_>,
 ) -> Result<StreamRead, kube::Error> {
     let limit = plan.log_byte_limit.max(1);
     let _reserved = plan.bytes_in_flight.reserve(limit).await;
@@ -455,12 +467,9 @@ async fn read_newest(
         } else {
             0
         };
-    let new_scanner = || {
-        if related {
-            runbook.related_scanner()
-        } else {
-            runbook.scanner()
-        }
+    let new_scanner = || match scan {
+        Scan::Pod(state) => runbook.scanner_for(state),
+        Scan::Related => runbook.related_scanner(),
     };
     if plan.until.is_some_and(|u| u + ENDED < Timestamp::now()) && !probe.whole_window {
         // The newest lines lie beyond the window's end: read it from its start instead.
@@ -625,7 +634,7 @@ async fn warning_events(
     client: &Client,
     namespace: &str,
     since: Timestamp,
-) -> Result<BTreeMap<String, Vec<String>>, Error> {
+) -> Result<BTreeMap<String, Vec<PodEvent>>, Error> {
     let api: Api<CoreEvent> = Api::namespaced(client.clone(), namespace);
     let list = api
         .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
@@ -640,7 +649,7 @@ async fn warning_events(
         .filter(|e| event_time(e).is_none_or(|t| t >= since))
         .collect();
     events.sort_by_key(|e| std::cmp::Reverse(event_time(e)));
-    let mut by_uid: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_uid: BTreeMap<String, Vec<PodEvent>> = BTreeMap::new();
     for e in events {
         let Some(uid) = e.involved_object.uid.clone() else {
             continue;
@@ -655,13 +664,11 @@ async fn warning_events(
                 .chars()
                 .take(200)
                 .collect();
-            let count = e.count.unwrap_or(1);
-            let times = if count > 1 {
-                format!(" (x{count})")
-            } else {
-                String::new()
-            };
-            list.push(format!("{reason}: {}{times}", redact(&message)));
+            list.push(PodEvent {
+                reason: redact(reason).into_owned(),
+                message: redact(&message).into_owned(),
+                count: e.count.unwrap_or(1),
+            });
         }
     }
     Ok(by_uid)

@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use crate::redact::redact;
+use crate::runbook::{PodEvent, PodState};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodFacts {
@@ -15,7 +16,10 @@ pub struct PodFacts {
     /// The controlling owner as `Kind/name`.
     pub owner: Option<String>,
     pub waiting_reason: Option<String>,
+    /// As status shows it: `OOMKilled (exit 137)`.
     pub last_termination: Option<String>,
+    pub last_termination_reason: Option<String>,
+    pub last_exit_code: Option<i32>,
     /// When the current instance of a restarted container started (the latest of them).
     pub restarted_at: Option<Timestamp>,
 }
@@ -35,14 +39,12 @@ impl PodFacts {
             let reason = s.state.as_ref()?.waiting.as_ref()?.reason.as_deref()?;
             Some(redact(reason).into_owned())
         });
-        let last_termination = statuses.iter().find_map(|s| {
-            let t = s.last_state.as_ref()?.terminated.as_ref()?;
-            Some(format!(
-                "{} (exit {})",
-                redact(t.reason.as_deref().unwrap_or("Terminated")),
-                t.exit_code
-            ))
-        });
+        let terminated = statuses
+            .iter()
+            .find_map(|s| s.last_state.as_ref()?.terminated.as_ref());
+        let last_termination_reason =
+            terminated.map(|t| redact(t.reason.as_deref().unwrap_or("Terminated")).into_owned());
+        let last_exit_code = terminated.map(|t| t.exit_code);
         PodFacts {
             name: pod.metadata.name.clone().unwrap_or_default(),
             uid: pod.metadata.uid.clone().unwrap_or_default(),
@@ -60,12 +62,31 @@ impl PodFacts {
                 .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)))
                 .map(|r| format!("{}/{}", r.kind, r.name)),
             waiting_reason,
-            last_termination,
+            last_termination: last_termination_reason
+                .as_ref()
+                .zip(last_exit_code)
+                .map(|(r, c)| format!("{r} (exit {c})")),
+            last_termination_reason,
+            last_exit_code,
             restarted_at: statuses
                 .iter()
                 .filter(|s| s.restart_count > 0)
                 .filter_map(|s| Some(s.state.as_ref()?.running.as_ref()?.started_at.as_ref()?.0))
                 .max(),
+        }
+    }
+}
+
+impl PodFacts {
+    /// What the runbook's `pod` and `events` conditions are checked against.
+    pub fn state(&self, events: &[PodEvent]) -> PodState {
+        PodState {
+            ready: self.ready,
+            restarts: self.restarts,
+            waiting_reason: self.waiting_reason.clone(),
+            last_termination_reason: self.last_termination_reason.clone(),
+            last_exit_code: self.last_exit_code,
+            events: events.to_vec(),
         }
     }
 }
@@ -139,6 +160,8 @@ mod tests {
         assert_eq!(f.owner.as_deref(), Some("ReplicaSet/m-rs"));
         assert_eq!(f.waiting_reason.as_deref(), Some("CrashLoopBackOff"));
         assert_eq!(f.last_termination.as_deref(), Some("Error (exit 2)"));
+        assert_eq!(f.last_termination_reason.as_deref(), Some("Error"));
+        assert_eq!(f.last_exit_code, Some(2));
         assert_eq!(
             containers(&p),
             vec![

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use super::RunbookError;
 use super::model::{Field, Runbook};
+use super::state::{PodState, StateMatcher};
 use super::template;
 use crate::crd::{Alert, Category};
 
@@ -61,7 +62,7 @@ impl CompiledCache {
             runbook
                 .compile_time_templates()
                 .flat_map(template::placeholders)
-                .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+                .filter_map(template::label_name)
                 .map(|l| (l.to_string(), alert.labels.get(l).cloned()))
                 .collect(),
         );
@@ -85,7 +86,7 @@ pub(super) fn check(rb: &Runbook) -> Result<(), RunbookError> {
     let labels = rb
         .compile_time_templates()
         .flat_map(template::placeholders)
-        .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+        .filter_map(template::label_name)
         .map(|l| (l.to_string(), "x".to_string()))
         .collect();
     Matchers::new(rb, &labels).map(|_| ())
@@ -115,12 +116,15 @@ struct Classifier {
     category: Category,
     statuses: Vec<u16>,
     patterns: Option<RegexSet>,
+    /// The rule's `pod`/`events` conditions.
+    state: Option<StateMatcher>,
 }
 
 impl Classifier {
     fn fits(&self, detail: &str, statuses: &[u16]) -> bool {
         match &self.patterns {
-            None if self.statuses.is_empty() => true,
+            // A rule of pod state alone is never a log record's category.
+            None if self.statuses.is_empty() => self.state.is_none(),
             patterns => {
                 statuses.iter().any(|s| self.statuses.contains(s))
                     || patterns.as_ref().is_some_and(|p| p.is_match(detail))
@@ -223,7 +227,7 @@ impl Matchers {
             template::fill_labels(text, labels).ok_or_else(|| RunbookError::MissingLabel {
                 id: id.to_string(),
                 label: template::placeholders(text)
-                    .filter_map(|p| p.strip_prefix(template::LABELS_PREFIX))
+                    .filter_map(template::label_name)
                     .find(|l| !labels.contains_key(*l))
                     .unwrap_or_default()
                     .to_string(),
@@ -273,12 +277,17 @@ impl Matchers {
             .enumerate()
             .map(|(i, r)| {
                 let what = format!("categories[{i}].patterns ({})", r.category.as_str());
+                let events_what =
+                    format!("categories[{i}].events.message ({})", r.category.as_str());
                 Ok(Classifier {
                     category: r.category.clone(),
                     statuses: r.http_status.clone(),
                     patterns: (!r.patterns.is_empty())
                         .then(|| compile_set(id, &what, &r.patterns))
                         .transpose()?,
+                    state: StateMatcher::new(r.pod.as_ref(), r.events.as_ref(), |p| {
+                        compile(id, &events_what, p)
+                    })?,
                 })
             })
             .collect::<Result<_, RunbookError>>()?;
@@ -369,9 +378,37 @@ impl Matchers {
         found
     }
 
-    pub(super) fn classify(&self, detail: &str, statuses: &[u16]) -> Category {
+    /// Which rules may take a record of a pod in this state: those without `pod`/`events`
+    /// conditions, and those whose conditions it meets. With no state known, only the former.
+    pub(super) fn eligible(&self, state: Option<&PodState>) -> Vec<bool> {
         self.categories
             .iter()
+            .map(|c| match (&c.state, state) {
+                (None, _) => true,
+                (Some(m), Some(s)) => m.holds(s),
+                (Some(_), None) => false,
+            })
+            .collect()
+    }
+
+    /// The rules of pod state alone that the pod meets, each with what it showed.
+    pub(super) fn state_matches(&self, state: &PodState) -> Vec<(&Category, String)> {
+        self.categories
+            .iter()
+            .filter(|c| c.patterns.is_none() && c.statuses.is_empty())
+            .filter_map(|c| {
+                let m = c.state.as_ref()?;
+                m.holds(state).then(|| (&c.category, m.describe(state)))
+            })
+            .collect()
+    }
+
+    pub(super) fn classify(&self, detail: &str, statuses: &[u16], eligible: &[bool]) -> Category {
+        self.categories
+            .iter()
+            .zip(eligible)
+            .filter(|(_, ok)| **ok)
+            .map(|(c, _)| c)
             .find(|c| c.fits(detail, statuses))
             // Validation puts a rule that fits everything last, so this is never reached.
             .map_or(Category::NO_EVIDENCE, |c| c.category.clone())

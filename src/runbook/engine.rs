@@ -21,6 +21,7 @@ use serde::Serialize;
 use super::compile::CompiledRunbook;
 use super::model::{CategoryRule, EnvInfoSpec, Outcome, Runbook};
 use super::scan::{LogScanner, StreamFindings};
+use super::state::PodState;
 use super::{success, template};
 use crate::crd::{
     Action, Alert, ApiKeyRotation, Category, Classification, Intermittency, Notification,
@@ -160,14 +161,31 @@ impl CompiledRunbook {
         &self.runbook
     }
 
-    /// A scanner for one container's log stream of a target pod.
+    /// A scanner for one container's log stream of a target pod whose state is not known:
+    /// rules with `pod` or `events` conditions take none of its records.
     pub fn scanner(&self) -> LogScanner<'_> {
-        LogScanner::new(&self.matchers, false)
+        LogScanner::new(&self.matchers, false, self.matchers.eligible(None))
+    }
+
+    /// A scanner for one container's log stream of a target pod in this state.
+    pub fn scanner_for(&self, state: &PodState) -> LogScanner<'_> {
+        LogScanner::new(&self.matchers, false, self.matchers.eligible(Some(state)))
     }
 
     /// A scanner that counts only the related-services signature, for other services' pods.
     pub fn related_scanner(&self) -> LogScanner<'_> {
-        LogScanner::new(&self.matchers, true)
+        LogScanner::new(&self.matchers, true, Vec::new())
+    }
+
+    /// The records a pod's state makes by itself: one per rule of pod state alone that it
+    /// meets. Merge them once into the pod's findings, beside its logs'.
+    pub fn state_findings(&self, state: &PodState) -> StreamFindings {
+        let mut findings = StreamFindings::default();
+        for (category, shown) in self.matchers.state_matches(state) {
+            *findings.matches.entry(category.clone()).or_default() += 1;
+            findings.samples.push(shown);
+        }
+        findings
     }
 
     pub fn assess(&self, input: &AssessInput) -> Verdict {
@@ -189,6 +207,9 @@ impl CompiledRunbook {
         vars.set("signature", &self.matchers.description);
         vars.set("pods", input.pods.len());
         vars.set("failures", total.failures());
+        for c in rb.categories() {
+            vars.set_category(c, &total);
+        }
         let intermittency = self.intermittency(input, &total, &mut vars);
         let env = self.env_info(&input.env_info, &mut vars);
 
@@ -251,7 +272,7 @@ impl CompiledRunbook {
         };
 
         vars.set("category", category.as_str());
-        vars.set("count", count(&total, category));
+        vars.set_verdict_category(category);
         vars.set("failingPods", failing.len());
         vars.set("failingPodNames", pod_names(&failing));
         if let Some(pod) = candidate.or(failing.first().copied()) {
@@ -263,19 +284,6 @@ impl CompiledRunbook {
                 || "<httpStatus: none in the matching records>".into(),
                 |s| s.to_string(),
             ),
-        );
-        let no_time = |name: &str| format!("<{name}: the matching lines carry no time>");
-        vars.set(
-            "firstFailure",
-            total
-                .first_failure
-                .map_or_else(|| no_time("firstFailure"), show_time),
-        );
-        vars.set(
-            "lastFailure",
-            total
-                .last_failure
-                .map_or_else(|| no_time("lastFailure"), show_time),
         );
         let ids: Vec<String> = total.controller_ids.iter().cloned().collect();
         let no_ids = "<controllerid: none in the matching log lines>";
@@ -299,7 +307,7 @@ impl CompiledRunbook {
         }
         let recommendation = Recommendation {
             action: outcome.action,
-            team: (outcome.action == Action::Escalate).then(|| rb.team.clone()),
+            team: (outcome.action == Action::Escalate).then(|| rb.team(&input.alert)),
             reason,
             next_steps: outcome
                 .steps
@@ -358,17 +366,33 @@ impl CompiledRunbook {
         failing: usize,
         restart_note: Option<&str>,
     ) -> String {
-        let mut reason = format!(
-            "{} of {} {} records in the window were {}",
-            count(total, category),
-            total.failures(),
-            self.matchers.description,
-            category.as_str()
-        );
+        let by_state = self
+            .runbook
+            .categories
+            .iter()
+            .find(|r| &r.category == category)
+            .is_some_and(|r| !r.reads_logs());
+        let mut reason = if by_state {
+            format!(
+                "The status or Warning Events of {failing} of {} fit the runbook's {} conditions",
+                pods(input.pods.len()),
+                category.as_str()
+            )
+        } else {
+            format!(
+                "{} of {} {} records in the window were {}",
+                count(total, category),
+                total.failures(),
+                self.matchers.description,
+                category.as_str()
+            )
+        };
         if let Some(s) = http_status {
             reason.push_str(&format!(" (HTTP {s})"));
         }
-        reason.push_str(&format!(", in {failing} of {}", pods(input.pods.len())));
+        if !by_state {
+            reason.push_str(&format!(", in {failing} of {}", pods(input.pods.len())));
+        }
         match (total.first_failure, total.last_failure) {
             (Some(first), Some(last)) if first == last => {
                 reason.push_str(&format!(", at {}", show_time(first)));
@@ -607,7 +631,7 @@ struct EnvFacts {
 /// Template values for one verdict.
 struct Vars<'a> {
     labels: &'a BTreeMap<String, String>,
-    values: BTreeMap<&'static str, String>,
+    values: BTreeMap<String, String>,
 }
 
 impl<'a> Vars<'a> {
@@ -618,8 +642,44 @@ impl<'a> Vars<'a> {
         }
     }
 
-    fn set(&mut self, name: &'static str, value: impl ToString) {
-        self.values.insert(name, value.to_string());
+    fn set(&mut self, name: &str, value: impl ToString) {
+        self.values.insert(name.to_string(), value.to_string());
+    }
+
+    /// `{count:<category>}`, `{firstFailure:<category>}`, `{lastFailure:<category>}`: that
+    /// category's records only, so a time never belongs to another category's failure.
+    fn set_category(&mut self, category: &Category, total: &StreamFindings) {
+        let c = category.as_str();
+        let times = total.failure_times.get(category);
+        let no_time = |name: &str| {
+            if count(total, category) == 0 {
+                format!("<{name}: no {c} records>")
+            } else {
+                format!("<{name}: the {c} records carry no time>")
+            }
+        };
+        self.set(&format!("count:{c}"), count(total, category));
+        self.set(
+            &format!("firstFailure:{c}"),
+            times.map_or_else(|| no_time("firstFailure"), |t| show_time(t.0)),
+        );
+        self.set(
+            &format!("lastFailure:{c}"),
+            times.map_or_else(|| no_time("lastFailure"), |t| show_time(t.1)),
+        );
+    }
+
+    /// `{count}`, `{firstFailure}`, `{lastFailure}`: the verdict's category's.
+    fn set_verdict_category(&mut self, category: &Category) {
+        for name in template::PER_CATEGORY {
+            let value = self
+                .values
+                .get(&format!("{name}:{}", category.as_str()))
+                .cloned();
+            if let Some(value) = value {
+                self.values.insert(name.to_string(), value);
+            }
+        }
     }
 
     fn fill(&self, text: &str) -> String {
@@ -824,6 +884,58 @@ mod tests {
 
     fn assess(c: &CompiledRunbook, input: &AssessInput) -> Verdict {
         c.assess_at(input, NOW.parse().unwrap())
+    }
+
+    const PER_CATEGORY: &str = r#"
+id: per-category
+title: Per category
+window: 30m
+alerts: {names: [A]}
+team: t
+json: {timeFields: [ts], detailFields: [msg]}
+signature: {contains: [FAIL]}
+categories:
+  - category: Rejected
+    patterns: [rejected]
+    recommend:
+      action: Escalate
+      reason: '{count} {firstFailure} {lastFailure}; net {count:Network} {firstFailure:Network}; other {count:Other} {lastFailure:Other}'
+  - category: Network
+    patterns: [timeout]
+    recommend: {action: Escalate, reason: n}
+  - category: Other
+    recommend: {action: Escalate, reason: o}
+"#;
+
+    /// "First rejection at T" names a rejection's time, not an earlier network error's.
+    #[test]
+    fn counts_and_times_are_the_verdicts_category_unless_another_is_named() {
+        let a = alert("A", &[]);
+        let c = Catalog::from_yaml(&[PER_CATEGORY])
+            .unwrap()
+            .select(None, &a)
+            .unwrap()
+            .compile(&a)
+            .unwrap();
+        let lines = [
+            "2026-11-21T04:01:00Z FAIL timeout",
+            "2026-11-21T04:02:00Z FAIL rejected",
+            "2026-11-21T04:03:00Z FAIL timeout",
+            "2026-11-21T04:04:00Z FAIL rejected",
+        ];
+        let v = assess(&c, &input(a.clone(), vec![pod(&c, "p", true, &lines)]));
+        assert_eq!(
+            v.recommendation.reason,
+            "2 2026-11-21T04:02:00Z 2026-11-21T04:04:00Z; net 2 2026-11-21T04:01:00Z; other 0 <lastFailure: no Other records>"
+        );
+        let text = PER_CATEGORY.replace("{count:Network}", "{count:Nope}");
+        let Err(err) = Catalog::from_yaml(&[&text]) else {
+            panic!("a placeholder of an unknown category was accepted");
+        };
+        assert!(
+            err.to_string().contains("unknown placeholder {count:Nope}"),
+            "{err}"
+        );
     }
 
     #[test]

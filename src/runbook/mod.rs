@@ -9,6 +9,7 @@ mod engine;
 mod model;
 mod resource;
 mod scan;
+mod state;
 mod success;
 mod template;
 mod window;
@@ -21,6 +22,7 @@ pub use resource::{
     ClusterRunbook, ClusterRunbookSpec, Runbook as RunbookResource, RunbookSpec, RunbookStatus,
 };
 pub use scan::{LogScanner, MAX_LINE_BYTES, StreamFindings, leading_time};
+pub use state::{PodEvent, PodState};
 pub use success::SuccessTimes;
 pub use window::WindowCut;
 

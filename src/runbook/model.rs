@@ -3,7 +3,8 @@
 //!
 //! A runbook is one YAML document (camelCase keys, unknown keys refused so typos fail loudly):
 //!
-//! - `id`, `title`, `window` (default evidence window, `1m`..`24h`), `team` (paged on Escalate).
+//! - `id`, `title`, `window` (default evidence window, `1m`..`24h`), `team` (paged on Escalate;
+//!   a name or a template over the alert's labels with a fallback: `{labels.team|platform}`).
 //! - `alerts`: `names` (globs with `*`, case-insensitive) and/or `labels` (label -> glob); the
 //!   runbook is chosen for an alert when any of them matches.
 //! - `defaultSelector`: matchLabels used when the triage names no selector; values may use
@@ -26,9 +27,12 @@
 //!   other services to check for the same signature when that category is the verdict.
 //! - `categories`: ordered rules, highest precedence first. A rule fits a record when one of
 //!   its `httpStatus` values was read from it or one of its `patterns` matches; the last rule
-//!   has neither and fits every record. `recommend` is the outcome (`action`, `reason`, `steps`,
-//!   `followUp`); `recommendIfSinglePod` is used instead when exactly one pod fails and a
-//!   sibling is Ready and clean (the only place `DeletePod` is allowed). When that pod's
+//!   has neither and fits every record. `pod` (waiting reason, last termination reason and
+//!   exit code, a restart count threshold, readiness) and `events` (a Warning Event's reason
+//!   and/or message) add conditions on the pod's state: with patterns they must hold too (AND),
+//!   alone each pod meeting them is one record (see `state.rs`). `recommend` is the outcome
+//!   (`action`, `reason`, `steps`, `followUp`); `recommendIfSinglePod` is used instead when
+//!   exactly one pod fails and a sibling is Ready and clean (the only place `DeletePod` is allowed). When that pod's
 //!   failures are all in the log of the container that ran before a restart and its current
 //!   container has logged clean for 5 minutes, no deletion is proposed (action `None`): the
 //!   restart already replaced the failing container, which is all deleting the pod would do.
@@ -36,8 +40,10 @@
 //! - `notify`: names of notification targets (see docs/notifications.md) that this runbook's
 //!   escalations always go to, besides the configuration's routes.
 //!
-//! Text fields are templates: `{labels.<name>}` and the variables listed in
-//! [`super::template::VARIABLES`] are filled in when the verdict is made.
+//! Text fields are templates: `{labels.<name>}` (`{labels.<name>|<fallback>}` with a fallback)
+//! and the variables listed in [`super::template::VARIABLES`] are filled in when the verdict is
+//! made; `{count}`, `{firstFailure}` and `{lastFailure}` are the verdict's category's, and
+//! `{count:<category>}` etc. another category's.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -85,7 +91,8 @@ pub struct Runbook {
     /// The ConfigMap and keys holding the account and resource group, when needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) env_info: Option<EnvInfoSpec>,
-    /// The team paged on Escalate.
+    /// The team paged on Escalate: a name, or a template over the alert's labels with a
+    /// fallback, e.g. `{labels.team|platform}`.
     pub(super) team: String,
     /// JSON keys holding a line's time and the error's details.
     pub(super) json: JsonFields,
@@ -208,6 +215,14 @@ pub(super) struct CategoryRule {
     pub(super) http_status: Vec<u16>,
     #[serde(default)]
     pub(super) patterns: Vec<String>,
+    /// Conditions on the pod's status, all of which must hold. With `patterns` or
+    /// `httpStatus`, a record fits only in a pod that meets them; alone, each pod that meets
+    /// them is one record of this category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) pod: Option<PodMatch>,
+    /// A recent Warning Event of the pod that must be there; combined with the rest as `pod` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) events: Option<EventMatch>,
     pub(super) recommend: Outcome,
     #[serde(default)]
     pub(super) recommend_if_single_pod: Option<Outcome>,
@@ -215,8 +230,61 @@ pub(super) struct CategoryRule {
 
 impl CategoryRule {
     pub(super) fn is_catch_all(&self) -> bool {
-        self.http_status.is_empty() && self.patterns.is_empty()
+        !self.reads_logs() && self.pod.is_none() && self.events.is_none()
     }
+
+    /// Whether log records can fit the rule, as opposed to the pod's state alone.
+    pub(super) fn reads_logs(&self) -> bool {
+        !self.http_status.is_empty() || !self.patterns.is_empty()
+    }
+}
+
+/// Pod status facts a rule needs, as `status.evidence.pods[]` records them; every one given
+/// must hold. Reasons are compared exactly (Kubernetes' own words: `OOMKilled`, `Error`,
+/// `CrashLoopBackOff`, `CreateContainerConfigError`, `ImagePullBackOff`, ...).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct PodMatch {
+    /// A container waits for one of these reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 128)))]
+    pub(super) waiting_reason: Vec<String>,
+    /// A container's previous instance ended for one of these reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 128)))]
+    pub(super) last_termination_reason: Vec<String>,
+    /// ... with one of these exit codes (e.g. 137 for SIGKILL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) exit_code: Vec<i32>,
+    /// The pod's containers restarted at least this many times in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub(super) min_restarts: Option<i32>,
+    /// The pod is Ready (true) or not (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) ready: Option<bool>,
+}
+
+impl PodMatch {
+    fn is_empty(&self) -> bool {
+        self.waiting_reason.is_empty()
+            && self.last_termination_reason.is_empty()
+            && self.exit_code.is_empty()
+            && self.min_restarts.is_none()
+            && self.ready.is_none()
+    }
+}
+
+/// A Warning Event of the pod in the window whose reason is one of `reasons` (when given) and
+/// whose message matches `message` (a regex, when given).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct EventMatch {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 128)))]
+    pub(super) reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) message: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -269,6 +337,20 @@ impl Runbook {
 
     pub fn title(&self) -> &str {
         &self.title
+    }
+
+    /// The team to page for this alert. A label value that is not a plausible name (1-63
+    /// letters, digits, `-`, `_`, `.`) is not trusted to route a page: the fallback is used.
+    pub fn team(&self, alert: &Alert) -> String {
+        template::render(&self.team, |p| {
+            let (name, fallback) = template::label_parts(p).unwrap_or((p, None));
+            alert
+                .labels
+                .get(name)
+                .filter(|v| !v.is_empty() && is_label_value(v))
+                .cloned()
+                .unwrap_or_else(|| fallback.unwrap_or_default().to_string())
+        })
     }
 
     pub fn default_window(&self) -> Duration {
@@ -404,6 +486,15 @@ impl Runbook {
         if self.team.trim().is_empty() {
             return Err(invalid("team must not be empty".into()));
         }
+        if let Some(p) = template::placeholders(&self.team).find(|p| {
+            template::label_parts(p).is_none_or(|(name, fallback)| {
+                name.is_empty() || fallback.is_none_or(|f| f.is_empty())
+            })
+        }) {
+            return Err(invalid(format!(
+                "team: placeholder {{{p}}} must be a label with a fallback, e.g. {{labels.team|platform}}, so every alert has a team"
+            )));
+        }
         self.validate_categories().map_err(invalid)?;
         if let Some(related) = &self.related_services
             && (related.label_key.is_empty()
@@ -431,11 +522,11 @@ impl Runbook {
             return Err("categories must not be empty".into());
         };
         if !last.is_catch_all() {
-            return Err("the last category must have no httpStatus and no patterns, so every record gets a category".into());
+            return Err("the last category must have no httpStatus, patterns, pod or events, so every record gets a category".into());
         }
         if let Some(rule) = rest.iter().find(|r| r.is_catch_all()) {
             return Err(format!(
-                "category {} has no httpStatus and no patterns; only the last one may",
+                "category {} has no httpStatus, patterns, pod or events; only the last one may",
                 rule.category.as_str()
             ));
         }
@@ -451,6 +542,32 @@ impl Runbook {
                 .any(|r| r.category == rule.category)
             {
                 return Err(format!("category {name} appears twice"));
+            }
+            if rule.pod.as_ref().is_some_and(PodMatch::is_empty) {
+                return Err(format!("category {name}: pod needs at least one condition"));
+            }
+            if let Some(p) = &rule.pod {
+                let reasons = p.waiting_reason.iter().chain(&p.last_termination_reason);
+                if reasons.clone().any(|r| r.trim().is_empty()) {
+                    return Err(format!("category {name}: pod: a reason must not be empty"));
+                }
+                if p.min_restarts.is_some_and(|n| n < 1) {
+                    return Err(format!(
+                        "category {name}: pod.minRestarts must be at least 1"
+                    ));
+                }
+            }
+            if let Some(e) = &rule.events {
+                if e.reasons.is_empty() && e.message.is_none() {
+                    return Err(format!(
+                        "category {name}: events needs reasons or a message pattern"
+                    ));
+                }
+                if e.reasons.iter().any(|r| r.trim().is_empty()) {
+                    return Err(format!(
+                        "category {name}: events: a reason must not be empty"
+                    ));
+                }
             }
             if let Some(s) = rule.http_status.iter().find(|s| !(100..=599).contains(*s)) {
                 return Err(format!("category {name}: {s} is not an HTTP status"));
@@ -478,14 +595,21 @@ impl Runbook {
 
     fn validate_templates(&self) -> Result<(), String> {
         for text in self.verdict_templates() {
-            if let Some(p) = template::placeholders(text).find(|p| !template::is_known(p)) {
+            let known = |p: &str| template::is_known(p, self.categories().map(Category::as_str));
+            if let Some(p) = template::placeholders(text).find(|p| !known(p)) {
                 return Err(format!(
-                    "unknown placeholder {{{p}}} in {text:?}; known: {{labels.<name>}}, {}",
+                    "unknown placeholder {{{p}}} in {text:?}; known: {{labels.<name>}}, {}, and {} of another category of this runbook, e.g. {{count:{}}}",
                     template::VARIABLES
                         .iter()
                         .map(|v| format!("{{{v}}}"))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    template::PER_CATEGORY
+                        .iter()
+                        .map(|v| format!("{{{v}:<category>}}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.categories().next().map_or("Crash", Category::as_str)
                 ));
             }
         }
@@ -601,6 +725,45 @@ mod tests {
         ];
         for (p, t, want) in cases {
             assert_eq!(glob(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    const MINIMAL: &str = r#"
+id: x
+title: X
+window: 30m
+alerts: {names: [A]}
+team: '{labels.team|platform}'
+json: {timeFields: [ts], detailFields: [msg]}
+signature: {contains: [FATAL]}
+categories:
+  - category: Crash
+    recommend: {action: Escalate, reason: r}
+"#;
+
+    #[test]
+    fn team_is_taken_from_the_alert_with_a_fallback() {
+        let rb = Runbook::load(MINIMAL).expect("valid");
+        let alert = |team: Option<&str>| Alert {
+            name: "A".into(),
+            labels: team
+                .map(|t| BTreeMap::from([("team".to_string(), t.to_string())]))
+                .unwrap_or_default(),
+            ..Alert::default()
+        };
+        assert_eq!(rb.team(&alert(Some("payments"))), "payments");
+        assert_eq!(rb.team(&alert(None)), "platform");
+        assert_eq!(rb.team(&alert(Some(""))), "platform");
+        // Not a name: never routes a page.
+        assert_eq!(rb.team(&alert(Some("a b <@here>"))), "platform");
+        for (team, error) in [
+            ("'{labels.team}'", "must be a label with a fallback"),
+            ("'{labels.team|}'", "must be a label with a fallback"),
+            ("'{count}'", "must be a label with a fallback"),
+        ] {
+            let text = MINIMAL.replace("'{labels.team|platform}'", team);
+            let err = Runbook::load(&text).expect_err(team).to_string();
+            assert!(err.contains(error), "{team}: {err}");
         }
     }
 

@@ -46,6 +46,9 @@ pub struct StreamFindings {
     pub success_markers: BTreeMap<String, u64>,
     pub first_failure: Option<Timestamp>,
     pub last_failure: Option<Timestamp>,
+    /// The first and the last failure per category, of the records that carry a time.
+    #[serde(skip)]
+    pub failure_times: BTreeMap<Category, (Timestamp, Timestamp)>,
     /// The first and the last line read that start with a timestamp (the kubelet's or the
     /// application's own): the span of log that was read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +88,9 @@ impl StreamFindings {
         }
         self.first_failure = min_some(self.first_failure, other.first_failure);
         self.last_failure = self.last_failure.max(other.last_failure);
+        for (category, (first, last)) in other.failure_times {
+            self.note_times(category, first, last);
+        }
         self.first_line = min_some(self.first_line, other.first_line);
         self.last_line = self.last_line.max(other.last_line);
         self.successes.extend(other.successes);
@@ -93,6 +99,12 @@ impl StreamFindings {
     /// Failure records of every category.
     pub fn failures(&self) -> u64 {
         self.matches.values().sum()
+    }
+
+    fn note_times(&mut self, category: Category, first: Timestamp, last: Timestamp) {
+        let times = self.failure_times.entry(category).or_insert((first, last));
+        times.0 = times.0.min(first);
+        times.1 = times.1.max(last);
     }
 }
 
@@ -144,19 +156,22 @@ pub struct LogScanner<'a> {
     /// The lowercased copy of a block a case-ignoring search runs over, reused.
     folded: Vec<u8>,
     pending: Option<Record>,
+    /// Per category rule, whether the pod's state lets it take a record.
+    eligible: Vec<bool>,
     samples: Vec<(Category, String)>,
     success: SuccessTimes,
     findings: StreamFindings,
 }
 
 impl<'a> LogScanner<'a> {
-    pub(super) fn new(matchers: &'a Matchers, related: bool) -> Self {
+    pub(super) fn new(matchers: &'a Matchers, related: bool, eligible: Vec<bool>) -> Self {
         LogScanner {
             matchers,
             related,
             line: Vec::new(),
             folded: Vec::new(),
             pending: None,
+            eligible,
             samples: Vec::new(),
             success: SuccessTimes::default(),
             findings: StreamFindings::default(),
@@ -357,7 +372,7 @@ impl<'a> LogScanner<'a> {
             None => Cow::Borrowed(record.body.as_str()),
         };
         let statuses = m.statuses(&detail);
-        let category = m.classify(&detail, &statuses);
+        let category = m.classify(&detail, &statuses, &self.eligible);
         if let Some(extractor) = &m.controller_ids {
             for id in extractor.all(json, &record.body) {
                 if self.findings.controller_ids.len() >= MAX_CONTROLLER_IDS {
@@ -388,6 +403,7 @@ impl<'a> LogScanner<'a> {
         if let Some(t) = record.time {
             self.findings.first_failure = min_some(self.findings.first_failure, Some(t));
             self.findings.last_failure = self.findings.last_failure.max(Some(t));
+            self.findings.note_times(category.clone(), t, t);
         }
         self.sample(category, &record.raw);
     }
