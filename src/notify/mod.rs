@@ -99,7 +99,7 @@ pub fn load(
     let known: Vec<(&str, &[String])> = Catalog::builtin()
         .runbooks()
         .iter()
-        .map(|r| (r.id(), r.notify()))
+        .map(|r| (r.id(), r.notify_entries()))
         .collect();
     let config = Config::load(path, &known)?;
     let labels: HashMap<String, &'static str> = config
@@ -251,7 +251,7 @@ impl Notifier {
                     .select(namespace, Some(id), &t.obj.spec.alert)
                     .ok()
             })
-            .map(|c| c.runbook.notify().to_vec())
+            .map(|c| c.runbook.notify(&t.obj.spec.alert))
             .unwrap_or_default();
 
         let routed: Vec<_> = wanted

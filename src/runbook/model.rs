@@ -38,7 +38,8 @@
 //!   restart already replaced the failing container, which is all deleting the pod would do.
 //! - `noEvidenceSteps`, `notification` (`title`, `body`).
 //! - `notify`: names of notification targets (see docs/notifications.md) that this runbook's
-//!   escalations always go to, besides the configuration's routes.
+//!   escalations always go to, besides the configuration's routes; like `team`, each may be a
+//!   template over the alert's labels with a fallback (`{labels.oncall|platform-pager}`).
 //!
 //! Text fields are templates: `{labels.<name>}` (`{labels.<name>|<fallback>}` with a fallback)
 //! and the variables listed in [`super::template::VARIABLES`] are filled in when the verdict is
@@ -325,13 +326,47 @@ mod window {
     }
 }
 
+/// A routing field (`team`, `notify`) filled from the alert's labels. A label value that is not
+/// a plausible name (1-63 letters, digits, `-`, `_`, `.`) is not trusted to route a page: the
+/// fallback is used.
+fn routing(text: &str, alert: &Alert) -> String {
+    template::render(text, |p| {
+        let (name, fallback) = template::label_parts(p).unwrap_or((p, None));
+        alert
+            .labels
+            .get(name)
+            .filter(|v| !v.is_empty() && is_label_value(v))
+            .cloned()
+            .unwrap_or_else(|| fallback.unwrap_or_default().to_string())
+    })
+}
+
+/// A routing field's placeholders must each be a label with a fallback, so every alert routes.
+fn check_routing(field: &str, text: &str) -> Result<(), String> {
+    match template::placeholders(text).find(|p| {
+        template::label_parts(p)
+            .is_none_or(|(name, fallback)| name.is_empty() || fallback.is_none_or(|f| f.is_empty()))
+    }) {
+        Some(p) => Err(format!(
+            "{field}: placeholder {{{p}}} must be a label with a fallback, e.g. {{labels.team|platform}}, so every alert has one"
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Runbook {
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// The notification targets this runbook names (`notify`).
-    pub fn notify(&self) -> &[String] {
+    /// The notification targets this runbook names for `alert` (`notify`), each filled from
+    /// the alert's labels like [`Runbook::team`].
+    pub fn notify(&self, alert: &Alert) -> Vec<String> {
+        self.notify.iter().map(|n| routing(n, alert)).collect()
+    }
+
+    /// `notify` as written (what the notifier's configuration check compares).
+    pub fn notify_entries(&self) -> &[String] {
         &self.notify
     }
 
@@ -339,18 +374,9 @@ impl Runbook {
         &self.title
     }
 
-    /// The team to page for this alert. A label value that is not a plausible name (1-63
-    /// letters, digits, `-`, `_`, `.`) is not trusted to route a page: the fallback is used.
+    /// The team to page for this alert.
     pub fn team(&self, alert: &Alert) -> String {
-        template::render(&self.team, |p| {
-            let (name, fallback) = template::label_parts(p).unwrap_or((p, None));
-            alert
-                .labels
-                .get(name)
-                .filter(|v| !v.is_empty() && is_label_value(v))
-                .cloned()
-                .unwrap_or_else(|| fallback.unwrap_or_default().to_string())
-        })
+        routing(&self.team, alert)
     }
 
     pub fn default_window(&self) -> Duration {
@@ -486,14 +512,12 @@ impl Runbook {
         if self.team.trim().is_empty() {
             return Err(invalid("team must not be empty".into()));
         }
-        if let Some(p) = template::placeholders(&self.team).find(|p| {
-            template::label_parts(p).is_none_or(|(name, fallback)| {
-                name.is_empty() || fallback.is_none_or(|f| f.is_empty())
-            })
-        }) {
-            return Err(invalid(format!(
-                "team: placeholder {{{p}}} must be a label with a fallback, e.g. {{labels.team|platform}}, so every alert has a team"
-            )));
+        check_routing("team", &self.team).map_err(invalid)?;
+        for (i, n) in self.notify.iter().enumerate() {
+            if n.trim().is_empty() {
+                return Err(invalid(format!("notify[{i}] must not be empty")));
+            }
+            check_routing(&format!("notify[{i}]"), n).map_err(invalid)?;
         }
         self.validate_categories().map_err(invalid)?;
         if let Some(related) = &self.related_services
@@ -740,6 +764,41 @@ categories:
   - category: Crash
     recommend: {action: Escalate, reason: r}
 "#;
+
+    #[test]
+    fn notify_targets_are_taken_from_the_alert_with_a_fallback() {
+        let text = MINIMAL.replace(
+            "team: '{labels.team|platform}'",
+            "team: '{labels.team|platform}'\nnotify: [audit, '{labels.oncall|platform-pager}']",
+        );
+        let rb = Runbook::load(&text).expect("valid");
+        let alert = |oncall: &str| Alert {
+            name: "A".into(),
+            labels: BTreeMap::from([("oncall".to_string(), oncall.to_string())]),
+            ..Alert::default()
+        };
+        assert_eq!(
+            rb.notify(&alert("payments-pager")),
+            ["audit", "payments-pager"]
+        );
+        assert_eq!(rb.notify(&alert("")), ["audit", "platform-pager"]);
+        assert_eq!(rb.notify(&alert("x <@here>")), ["audit", "platform-pager"]);
+        for (entry, error) in [
+            (
+                "'{labels.oncall}'",
+                "notify[1]: placeholder {labels.oncall} must be a label with a fallback",
+            ),
+            (
+                "'{count}'",
+                "notify[1]: placeholder {count} must be a label with a fallback",
+            ),
+            ("''", "notify[1] must not be empty"),
+        ] {
+            let bad = text.replace("'{labels.oncall|platform-pager}'", entry);
+            let err = Runbook::load(&bad).expect_err(entry).to_string();
+            assert!(err.contains(error), "{entry}: {err}");
+        }
+    }
 
     #[test]
     fn team_is_taken_from_the_alert_with_a_fallback() {
