@@ -6,14 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::alertmanager::{Alertmanager, Gossip};
 use common::operator::{
     Operator, events_for, give_app_logs, triage_resource, wait_for_phase, wait_for_triage,
 };
 use common::scenario::network_failure;
-use common::{TestNs, Workload, alertmanager_bin, eventually, free_port};
+use common::{TestNs, Workload, eventually, free_port, http_request};
 use jiff::Timestamp;
 use kube::Api;
 use kube::api::{DynamicObject, ListParams};
@@ -73,21 +73,11 @@ impl Intake {
     }
 }
 
-/// A running Alertmanager; killed when dropped.
-struct Alertmanager {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Alertmanager {
-    /// One replica posting to `intake` with the token in `token_file`; `peers` are the cluster
-    /// ports of other replicas (`cluster` is this one's; None: no clustering).
-    fn start(intake: &str, token_file: &Path, cluster_port: Option<u16>, peers: &[u16]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            r#"route:
+/// An Alertmanager posting every alert to the intake at `intake` with the token in
+/// `token_file`, resolutions included, repeating every 3 s.
+fn posting_to(intake: &str, token_file: &Path, gossip: Option<Gossip<'_>>) -> Alertmanager {
+    let config = format!(
+        r#"route:
   receiver: triage
   group_by: [alertname]
   group_wait: 1s
@@ -102,134 +92,9 @@ receivers:
           authorization:
             credentials_file: {}
 "#,
-            token_file.display()
-        );
-        std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
-        let port = free_port();
-        let log = dir.path().join("alertmanager.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(alertmanager_bin());
-        cmd.arg(format!(
-            "--config.file={}",
-            dir.path().join("alertmanager.yml").display()
-        ))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-        match cluster_port {
-            Some(c) => {
-                cmd.arg(format!("--cluster.listen-address=127.0.0.1:{c}"))
-                    .arg(format!("--cluster.advertise-address=127.0.0.1:{c}"))
-                    // Short, so both replicas deliver and the intake's dedup is what holds.
-                    .arg("--cluster.peer-timeout=1s");
-                for p in peers {
-                    cmd.arg(format!("--cluster.peer=127.0.0.1:{p}"));
-                }
-            }
-            None => {
-                cmd.arg("--cluster.listen-address=");
-            }
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("starting alertmanager");
-        Alertmanager {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    async fn wait_ready(&self) {
-        eventually(Duration::from_secs(30), || async {
-            match http(self.port, "GET", "/-/ready", &[], b"").await {
-                Ok((200, _)) => Ok(()),
-                other => Err(format!(
-                    "{other:?}; log:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                )),
-            }
-        })
-        .await
-    }
-
-    /// Posts alerts to Alertmanager's API, as Prometheus does.
-    async fn post(&self, alerts: &Value) {
-        let body = alerts.to_string();
-        let (code, text) = http(
-            self.port,
-            "POST",
-            "/api/v2/alerts",
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
-        .await
-        .expect("posting to alertmanager");
-        assert_eq!(code, 200, "{text}");
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection: status code and body.
-async fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<(u16, String)> {
-    http_to(&format!("127.0.0.1:{port}"), method, path, headers, body).await
-}
-
-async fn http_to(
-    address: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let stream = tokio::net::TcpStream::connect(address).await?;
-    let (mut read, mut write) = stream.into_split();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
+        token_file.display()
     );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let body = body.to_vec();
-    // Written apart from the read: a server may answer (413) before it has read the body.
-    let writer = tokio::spawn(async move {
-        let _ = write.write_all(head.as_bytes()).await;
-        let _ = write.write_all(&body).await;
-        let _ = write.flush().await;
-        write
-    });
-    let mut response = Vec::new();
-    read.read_to_end(&mut response).await?;
-    let _ = writer.await;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, body.to_string()))
+    Alertmanager::start(&config, gossip)
 }
 
 /// A firing metering alert about the pods `app=<service>` in `ns`.
@@ -298,7 +163,7 @@ fn name_of(t: &Value) -> String {
 async fn firing_alerts_become_exactly_one_triage_each() {
     let ns = TestNs::new("intake-firing").await;
     let intake = Intake::start(&ns, &[]);
-    let am = Alertmanager::start(&intake.address, &intake.token_file(), None, &[]);
+    let am = posting_to(&intake.address, &intake.token_file(), None);
     am.wait_ready().await;
     let starts = now_minus(60);
     let a = alert(&ns, "web", &starts, &[("instance", "a")]);
@@ -378,7 +243,7 @@ async fn a_catch_all_runbook_triages_what_no_runbook_knows() {
         &ns,
         &["--intake-catch-all-runbook", "orchestrator-callback-errors"],
     );
-    let am = Alertmanager::start(&intake.address, &intake.token_file(), None, &[]);
+    let am = posting_to(&intake.address, &intake.token_file(), None);
     am.wait_ready().await;
     let starts = now_minus(60);
     let known = alert(&ns, "web", &starts, &[]);
@@ -467,7 +332,7 @@ async fn an_alert_a_runbook_object_knows_is_routed_to_it() {
         }
     })
     .await;
-    let am = Alertmanager::start(&intake.address, &intake.token_file(), None, &[]);
+    let am = posting_to(&intake.address, &intake.token_file(), None);
     am.wait_ready().await;
     let mut crashing = alert(&ns, "cart", &now_minus(60), &[]);
     crashing["labels"]["alertname"] = "TeamCrashLooping".into();
@@ -487,8 +352,22 @@ async fn two_clustered_replicas_still_make_one_triage_per_firing() {
     let ns = TestNs::new("intake-ha").await;
     let intake = Intake::start(&ns, &[]);
     let (c1, c2) = (free_port(), free_port());
-    let am1 = Alertmanager::start(&intake.address, &intake.token_file(), Some(c1), &[c2]);
-    let am2 = Alertmanager::start(&intake.address, &intake.token_file(), Some(c2), &[c1]);
+    let am1 = posting_to(
+        &intake.address,
+        &intake.token_file(),
+        Some(Gossip {
+            port: c1,
+            peers: &[c2],
+        }),
+    );
+    let am2 = posting_to(
+        &intake.address,
+        &intake.token_file(),
+        Some(Gossip {
+            port: c2,
+            peers: &[c1],
+        }),
+    );
     am1.wait_ready().await;
     am2.wait_ready().await;
     let starts = now_minus(30);
@@ -516,7 +395,7 @@ async fn two_clustered_replicas_still_make_one_triage_per_firing() {
 async fn a_resolved_alert_withdraws_its_proposal_and_nothing_is_evicted_after() {
     let ns = TestNs::new("intake-resolve").await;
     let intake = Intake::start(&ns, &[]);
-    let am = Alertmanager::start(&intake.address, &intake.token_file(), None, &[]);
+    let am = posting_to(&intake.address, &intake.token_file(), None);
     let pods = ns.deploy(&Workload::new("web", 3), DEPLOY).await;
     let healthy = || vec!["Worker metering started".to_string()];
     give_app_logs(&ns, &pods, vec![healthy(), network_failure(), healthy()]).await;
@@ -618,7 +497,7 @@ async fn wrong_token_malformed_and_oversized_notifications_are_refused() {
     // A real Alertmanager with the wrong token: refused (401), counted, nothing created.
     let wrong = intake.dir.path().join("wrong-token");
     std::fs::write(&wrong, "not-the-token").unwrap();
-    let am = Alertmanager::start(&intake.address, &wrong, None, &[]);
+    let am = posting_to(&intake.address, &wrong, None);
     am.wait_ready().await;
     am.post(&json!([alert(&ns, "web", &now_minus(10), &[])]))
         .await;
@@ -637,7 +516,7 @@ async fn wrong_token_malformed_and_oversized_notifications_are_refused() {
     let post = |headers: &'static [(&'static str, &'static str)], body: Vec<u8>| {
         let address = intake.address.clone();
         async move {
-            http_to(&address, "POST", "/alertmanager", headers, &body)
+            http_request(&address, "POST", "/alertmanager", headers, &body)
                 .await
                 .expect("the intake answers")
         }
@@ -685,7 +564,7 @@ async fn wrong_token_malformed_and_oversized_notifications_are_refused() {
 async fn a_storm_is_bounded_and_counted() {
     let ns = TestNs::new("intake-storm").await;
     let intake = Intake::start(&ns, &["--intake-max-per-minute", "5"]);
-    let am = Alertmanager::start(&intake.address, &intake.token_file(), None, &[]);
+    let am = posting_to(&intake.address, &intake.token_file(), None);
     am.wait_ready().await;
     let starts = now_minus(30);
     let storm: Vec<Value> = (0..5000)
@@ -714,7 +593,7 @@ async fn a_storm_is_bounded_and_counted() {
 async fn resolved_triages_are_deleted_after_the_retention() {
     let ns = TestNs::new("intake-retention").await;
     let intake = Intake::start(&ns, &["--resolved-retention", "2s"]);
-    let am = Alertmanager::start(&intake.address, &intake.token_file(), None, &[]);
+    let am = posting_to(&intake.address, &intake.token_file(), None);
     am.wait_ready().await;
     let firing = alert(&ns, "web", &now_minus(60), &[]);
     am.post(&json!([firing])).await;

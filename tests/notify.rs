@@ -7,8 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,11 +15,12 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use common::alertmanager::Alertmanager;
 use common::operator::{
     Operator, create_triage, run_args, triage_resource, wait_for_phase, wait_for_triage,
 };
 use common::scenario::{metering_triage, network_failure, rate_limited};
-use common::{PodLog, TestNs, Workload, alertmanager_bin, eventually, free_port};
+use common::{PodLog, TestNs, Workload, eventually, free_port};
 use hmac::{Hmac, Mac};
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject};
@@ -130,18 +129,9 @@ impl Sink {
 }
 
 /// A real Alertmanager grouping by triage and sending to `receiver`, resolutions included.
-struct Alertmanager {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Alertmanager {
-    async fn start(receiver: &str) -> Alertmanager {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            r#"route:
+async fn alertmanager_sending_to(receiver: &str) -> Alertmanager {
+    let config = format!(
+        r#"route:
   receiver: sink
   group_by: [alertname, namespace, triage]
   group_wait: 1s
@@ -153,52 +143,10 @@ receivers:
       - url: {receiver}
         send_resolved: true
 "#
-        );
-        std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
-        let port = free_port();
-        let log = dir.path().join("alertmanager.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(alertmanager_bin())
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("alertmanager.yml").display()
-            ))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("starting alertmanager");
-        let am = Alertmanager {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        eventually(Duration::from_secs(30), || async {
-            match tokio::net::TcpStream::connect(("127.0.0.1", am.port)).await {
-                Ok(_) => Ok(()),
-                Err(e) => Err(format!(
-                    "{e}; log:\n{}",
-                    std::fs::read_to_string(&am.log).unwrap_or_default()
-                )),
-            }
-        })
-        .await;
-        am
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    );
+    let am = Alertmanager::start(&config, None);
+    am.wait_ready().await;
+    am
 }
 
 /// One pod logging rate-limited failures, ready to be triaged.
@@ -294,7 +242,7 @@ async fn alertmanager_routes_the_escalation_once_and_then_its_resolution() {
     let ns = TestNs::new("notify-am").await;
     failing_pod(&ns).await;
     let sink = Sink::start(0).await;
-    let am = Alertmanager::start(&sink.url("/am")).await;
+    let am = alertmanager_sending_to(&sink.url("/am")).await;
     let (_dir, file) = config(&format!(
         "targets:\n  - name: am\n    alertmanager: {{url: \"http://127.0.0.1:{}\", repostInterval: 1s}}\nroutes:\n  - targets: [am]\n    categories: [RateLimited]\n",
         am.port

@@ -13,6 +13,7 @@
 //! test loudly; nothing is ever skipped.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod charted;
 mod cluster;
 pub mod helm;
@@ -116,4 +117,45 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// One HTTP/1.1 request to `address` on a fresh connection (`Connection: close`): status code
+/// and body. The body is written apart from the read, so an early answer (413) is seen.
+pub async fn http_request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    let (mut read, mut write) = stream.into_split();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let body = body.to_vec();
+    // Written apart from the read: a server may answer (413) before it has read the body.
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(head.as_bytes()).await;
+        let _ = write.write_all(&body).await;
+        let _ = write.flush().await;
+        write
+    });
+    let mut response = Vec::new();
+    read.read_to_end(&mut response).await?;
+    let _ = writer.await;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use kube::Api;
 use serde_json::Value;
 
-use super::{TestNs, eventually};
+use super::{TestNs, eventually, http_request};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_alert-triage-operator");
 /// The name of the deletion ledger ConfigMap in each test's namespace.
@@ -152,25 +152,11 @@ impl Operator {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let base = self.http_base().await;
         let address = base.trim_start_matches("http://");
-        let mut stream = tokio::net::TcpStream::connect(address)
+        http_request(address, "GET", path, &[], b"")
             .await
-            .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("sending");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("receiving");
-        let text = String::from_utf8_lossy(&response);
-        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status code");
-        (status, body.to_string())
+            .unwrap_or_else(|e| panic!("GET {path} from {address}: {e}"))
     }
 
     /// The value of one series (`name` or `name{labels}`) on /metrics, if present.
