@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::operator::{Operator, create_triage, run_args, wait_for_phase};
+use common::operator::{Operator, create_triage, lease_flags, run_args, wait_for_phase};
 use common::scenario::rate_limited;
 use common::{PodLog, TestNs, Workload, eventually};
 use jiff::{SignedDuration, Timestamp};
@@ -19,33 +19,6 @@ const LEASE: &str = "alert-triage-operator";
 const LEASE_DURATION: Duration = Duration::from_secs(6);
 const RETRY: Duration = Duration::from_secs(1);
 const VERDICT: Duration = Duration::from_secs(60);
-
-/// Starts a replica named `identity` with leader election on short timings, as admin.
-fn replica(ns: &TestNs, identity: &str) -> Operator {
-    let mut args = run_args(ns, &ns.cluster.kubeconfig);
-    args.extend(lease_flags(ns).into_iter().map(str::to_string));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Operator::start_raw(
-        ns,
-        &format!("{}-{identity}", ns.name),
-        &args,
-        &[("POD_NAME", identity)],
-    )
-}
-
-fn lease_flags(ns: &TestNs) -> Vec<&str> {
-    vec![
-        "--leader-election",
-        "--lease-namespace",
-        &ns.name,
-        "--lease-duration",
-        "6s",
-        "--lease-renew-deadline",
-        "4s",
-        "--lease-retry-period",
-        "1s",
-    ]
-}
 
 async fn lease(ns: &TestNs) -> Option<Lease> {
     ns.api::<Lease>()
@@ -128,9 +101,9 @@ async fn only_the_leader_acts_and_a_follower_takes_over_when_it_is_killed() {
         None,
     )
     .await;
-    let mut a = replica(&ns, "replica-a");
+    let mut a = Operator::replica(&ns, "replica-a", &[]);
     wait_for_holder(&ns, "replica-a", Duration::from_secs(30)).await;
-    let b = replica(&ns, "replica-b");
+    let b = Operator::replica(&ns, "replica-b", &[]);
     // The follower is warm: connected, its cache synced, ready; it does not reconcile.
     b.wait_ready(Duration::from_secs(30)).await;
     assert_eq!(b.metric("alert_triage_leader").await, Some(0.0));
@@ -189,9 +162,9 @@ async fn only_the_leader_acts_and_a_follower_takes_over_when_it_is_killed() {
 #[tokio::test]
 async fn a_clean_shutdown_hands_the_lease_over_at_once() {
     let ns = TestNs::new("leader-handover").await;
-    let mut a = replica(&ns, "replica-a");
+    let mut a = Operator::replica(&ns, "replica-a", &[]);
     wait_for_holder(&ns, "replica-a", Duration::from_secs(30)).await;
-    let b = replica(&ns, "replica-b");
+    let b = Operator::replica(&ns, "replica-b", &[]);
     b.wait_ready(Duration::from_secs(30)).await;
 
     let status = std::process::Command::new("kill")

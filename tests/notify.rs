@@ -16,9 +16,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use common::alertmanager::Alertmanager;
-use common::operator::{
-    Operator, create_triage, run_args, triage_resource, wait_for_phase, wait_for_triage,
-};
+use common::operator::{Operator, create_triage, triage_resource, wait_for_phase, wait_for_triage};
 use common::scenario::{metering_triage, network_failure, rate_limited};
 use common::{PodLog, TestNs, Workload, eventually, free_port};
 use hmac::{Hmac, Mac};
@@ -782,34 +780,6 @@ async fn a_proposal_awaiting_approval_is_announced_and_ended_by_the_approval() {
     .await;
 }
 
-/// A replica with leader election on short timings and the notification config in `file`.
-fn replica(ns: &TestNs, identity: &str, file: &str) -> Operator {
-    let mut args = run_args(ns, &ns.cluster.kubeconfig);
-    args.extend(
-        [
-            "--leader-election",
-            "--lease-namespace",
-            &ns.name,
-            "--lease-duration",
-            "6s",
-            "--lease-renew-deadline",
-            "4s",
-            "--lease-retry-period",
-            "1s",
-            "--notify-config-file",
-            file,
-        ]
-        .map(str::to_string),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Operator::start_raw(
-        ns,
-        &format!("{}-{identity}", ns.name),
-        &args,
-        &[("POD_NAME", identity)],
-    )
-}
-
 #[tokio::test]
 async fn only_the_leader_notifies_and_the_next_one_picks_up_from_status() {
     let ns = TestNs::new("notify-leader").await;
@@ -819,7 +789,7 @@ async fn only_the_leader_notifies_and_the_next_one_picks_up_from_status() {
         "targets:\n  - name: oncall\n    pagerduty: {{routingKey: \"{ROUTING_KEY}\", url: \"{}\"}}\nroutes:\n  - targets: [oncall]\n",
         sink.url("/pd")
     ));
-    let mut a = replica(&ns, "replica-a", &file);
+    let mut a = Operator::replica(&ns, "replica-a", &["--notify-config-file", &file]);
     a.wait_ready(Duration::from_secs(30)).await;
     eventually(Duration::from_secs(30), || async {
         match a.metric("alert_triage_leader").await {
@@ -828,7 +798,7 @@ async fn only_the_leader_notifies_and_the_next_one_picks_up_from_status() {
         }
     })
     .await;
-    let b = replica(&ns, "replica-b", &file);
+    let b = Operator::replica(&ns, "replica-b", &["--notify-config-file", &file]);
     b.wait_ready(Duration::from_secs(30)).await;
 
     escalate(&ns, "lead").await;

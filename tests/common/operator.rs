@@ -47,6 +47,21 @@ pub fn run_args(ns: &TestNs, kubeconfig: &Path) -> Vec<String> {
     .to_vec()
 }
 
+/// Leader election on short timings (a 6 s lease), the Lease in `ns`.
+pub fn lease_flags(ns: &TestNs) -> Vec<&str> {
+    vec![
+        "--leader-election",
+        "--lease-namespace",
+        &ns.name,
+        "--lease-duration",
+        "6s",
+        "--lease-renew-deadline",
+        "4s",
+        "--lease-retry-period",
+        "1s",
+    ]
+}
+
 /// A running operator; killed when dropped.
 pub struct Operator {
     child: Child,
@@ -180,6 +195,21 @@ impl Operator {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         panic!("{series} never reached the expected value; last seen {last:?}");
+    }
+
+    /// A replica named `identity` (its POD_NAME) with leader election on short timings, as
+    /// admin, with `extra` flags.
+    pub fn replica(ns: &TestNs, identity: &str, extra: &[&str]) -> Operator {
+        let mut args = run_args(ns, &ns.cluster.kubeconfig);
+        args.extend(lease_flags(ns).into_iter().map(str::to_string));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Operator::start_raw(
+            ns,
+            &format!("{}-{identity}", ns.name),
+            &args,
+            &[("POD_NAME", identity)],
+        )
     }
 
     /// Waits until the operator stops at its `ATO_PAUSE_AT` step (crash-points builds).
