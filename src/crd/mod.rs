@@ -20,7 +20,7 @@ pub use selector::{SelectorOperator, SelectorRequirement, TargetSelector};
 
 /// An alert to triage: the controller gathers evidence for it, applies a runbook and records the
 /// verdict in status. It may delete one pod, and only after a human approves that exact proposal.
-#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "triage.dev",
     version = "v1alpha1",

@@ -161,17 +161,7 @@ fn debug_output_never_shows_a_secret() {
 }
 
 fn triage(namespace: &str, runbook: &str, category: Category, action: Action) -> AlertTriage {
-    let mut t = AlertTriage::new(
-        "t",
-        crate::crd::AlertTriageSpec {
-            alert: Default::default(),
-            runbook: None,
-            target: Default::default(),
-            window: None,
-            approval: None,
-            dry_run: false,
-        },
-    );
+    let mut t = AlertTriage::new("t", crate::crd::AlertTriageSpec::default());
     t.metadata.namespace = Some(namespace.into());
     t.status = Some(crate::crd::AlertTriageStatus {
         runbook: Some(runbook.into()),

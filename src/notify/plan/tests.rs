@@ -11,17 +11,7 @@ use crate::crd::{
 const UID: &str = "0f0e0d0c-0000-4000-8000-000000000001";
 
 fn triage(phase: Phase) -> AlertTriage {
-    let mut t = AlertTriage::new(
-        "t",
-        AlertTriageSpec {
-            alert: Default::default(),
-            runbook: None,
-            target: Default::default(),
-            window: None,
-            approval: None,
-            dry_run: false,
-        },
-    );
+    let mut t = AlertTriage::new("t", AlertTriageSpec::default());
     t.metadata.uid = Some(UID.into());
     t.metadata.namespace = Some("ns".into());
     t.status = Some(AlertTriageStatus {

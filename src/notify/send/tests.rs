@@ -7,17 +7,7 @@ use crate::crd::{
 };
 
 fn triage() -> AlertTriage {
-    let mut t = AlertTriage::new(
-        "t1",
-        AlertTriageSpec {
-            alert: Default::default(),
-            runbook: None,
-            target: Default::default(),
-            window: None,
-            approval: None,
-            dry_run: false,
-        },
-    );
+    let mut t = AlertTriage::new("t1", AlertTriageSpec::default());
     t.metadata.uid = Some("uid-1".into());
     t.metadata.namespace = Some("ns".into());
     t.status = Some(AlertTriageStatus {
