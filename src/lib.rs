@@ -27,6 +27,11 @@ use std::path::Path;
 
 use kube::CustomResourceExt;
 
+/// Lower-case hex of `bytes` (digests in names, keys and signatures).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Every CRD the operator serves, as YAML, by the file name it is committed under in `crds/`.
 /// Here rather than in `crd` because the runbook kinds live with the runbook model.
 pub fn crd_files() -> [(&'static str, String); 3] {

@@ -132,7 +132,7 @@ pub fn spec_digest(spec: &AlertTriageSpec) -> String {
     // Field order is the struct's and maps are sorted, so the JSON is canonical.
     let json = serde_json::to_vec(&without_approval).unwrap_or_default();
     let digest = Sha256::digest(&json);
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    crate::hex(&digest[..16])
 }
 
 /// Whether the last approval attempt was refused for a reason that may clear by itself.

@@ -95,8 +95,7 @@ fn proposal_id(
     h.update(pod_uid.as_bytes());
     h.update(action.as_str().as_bytes());
     let digest = h.finalize();
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("delete-pod-{hex}")
+    format!("delete-pod-{}", crate::hex(&digest[..6]))
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ pub fn namespace(rules: &Namespaces, alert: &Alert) -> Result<String, String> {
 /// resolved gets a new name, so it is a new triage with its own evidence and approval.
 pub fn name(runbook: &str, alert: &Alert) -> String {
     let digest = Sha256::digest(alert.starts_at.to_string().as_bytes());
-    let firing: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let firing = crate::hex(&digest[..4]);
     let suffix = format!("-{}-{firing}", alert.fingerprint);
     let room = MAX_NAME - suffix.len();
     let prefix: String = runbook.chars().take(room).collect();

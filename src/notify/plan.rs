@@ -81,10 +81,7 @@ pub fn key(uid: &str, kind: NotificationKind, about: &str) -> String {
         h.update(part.as_bytes());
         h.update([0]);
     }
-    h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&h.finalize()[..16])
 }
 
 /// A target as the planner sees it.

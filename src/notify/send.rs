@@ -352,13 +352,7 @@ pub fn signature(key: &[u8], timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
+    format!("sha256={}", crate::hex(&mac.finalize().into_bytes()))
 }
 
 /// Posts JSON to the targets.
