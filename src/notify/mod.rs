@@ -240,11 +240,14 @@ impl Notifier {
             return;
         }
         let wanted = plan::wanted(&t.obj, t.deleted);
+        // The runbook's own targets, looked up only when something is to be sent: this runs
+        // every tick for every tracked triage.
         let notify: Vec<String> = t
             .obj
             .status
             .as_ref()
             .and_then(|s| s.runbook.as_deref())
+            .filter(|_| !wanted.is_empty())
             .and_then(|id| {
                 let namespace = t.obj.metadata.namespace.as_deref().unwrap_or_default();
                 self.runbooks
