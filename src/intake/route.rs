@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::controller::runbooks::Runbooks;
-use crate::runbook::Runbook;
+use crate::runbook::{Runbook, is_runbook_id};
 
 /// Label carrying the alert's fingerprint on every triage the intake creates.
 pub const FINGERPRINT_LABEL: &str = "triage.dev/fingerprint";
@@ -72,17 +72,7 @@ pub fn route(
 pub fn catch_all(id: Option<&str>) -> Result<Option<String>, String> {
     match id {
         None => Ok(None),
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= 63
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !id.starts_with('-')
-                && !id.ends_with('-') =>
-        {
-            Ok(Some(id.to_string()))
-        }
+        Some(id) if is_runbook_id(id) => Ok(Some(id.to_string())),
         Some(id) => Err(format!(
             "--intake-catch-all-runbook: {id:?} is not a runbook id (a DNS label)"
         )),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::crd::{AlertTriage, NotificationKind};
+use crate::runbook::is_runbook_id;
 
 /// Largest configuration file read.
 const FILE_LIMIT: u64 = 1024 * 1024;
@@ -478,14 +479,3 @@ fn scrub(message: &str) -> String {
 
 #[cfg(test)]
 mod tests;
-
-/// A runbook id as the Runbook schema allows it: a DNS label.
-fn is_runbook_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 63
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !id.starts_with('-')
-        && !id.ends_with('-')
-}

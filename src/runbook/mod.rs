@@ -17,7 +17,7 @@ mod window;
 pub use catalog::{Catalog, SelectError};
 pub use compile::{CompiledCache, CompiledRunbook};
 pub use engine::{AssessInput, Containers, EnvInfo, PodInput, RelatedInput, Restart, Verdict};
-pub use model::{EnvInfoSpec, Runbook};
+pub use model::{EnvInfoSpec, Runbook, is_runbook_id};
 pub use resource::{
     ClusterRunbook, ClusterRunbookSpec, Runbook as RunbookResource, RunbookSpec, RunbookStatus,
 };

@@ -326,6 +326,18 @@ mod window {
     }
 }
 
+/// Whether `id` can be a runbook's id: a DNS label (1-63 lower-case letters, digits or '-',
+/// starting and ending with a letter or digit), as the Runbook schema demands.
+pub fn is_runbook_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-')
+}
+
 /// A routing field (`team`, `notify`) filled from the alert's labels. A label value that is not
 /// a plausible name (1-63 letters, digits, `-`, `_`, `.`) is not trusted to route a page: the
 /// fallback is used.
@@ -486,15 +498,7 @@ impl Runbook {
             id: self.id.clone(),
             reason,
         };
-        let id_ok = !self.id.is_empty()
-            && self.id.len() <= 63
-            && self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !self.id.starts_with('-')
-            && !self.id.ends_with('-');
-        if !id_ok {
+        if !is_runbook_id(&self.id) {
             return Err(invalid(
                 "id must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit".into(),
             ));
