@@ -16,7 +16,7 @@ use crate::cli::RunArgs;
 use crate::controller::runbooks::Runbooks;
 use crate::controller::{self, Config, Context, MANAGER, ServerClock, cache::WarmCache};
 use crate::crd::AlertTriage;
-use crate::evidence::LogBudget;
+use crate::evidence::{LogBudget, WarningEvents};
 use crate::http::{self, Endpoints};
 use crate::leader::{Elector, LeaderArgs};
 use crate::metrics::Metrics;
@@ -89,6 +89,7 @@ pub async fn run(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         metrics,
         triage_slots: Semaphore::new(args.max_concurrent_triages.max(1)),
         bytes_in_flight: LogBudget::new(args.log_bytes_in_flight),
+        events: WarningEvents::default(),
         clock: ServerClock::new(client.clone()),
     });
     info!(namespaces = ?args.namespaces, identity, "starting the AlertTriage controller");

@@ -41,7 +41,7 @@ pub use record::{
 use crate::action::Limits;
 use crate::cli::RunArgs;
 use crate::crd::AlertTriage;
-use crate::evidence::LogBudget;
+use crate::evidence::{LogBudget, WarningEvents};
 use crate::metrics::Metrics;
 use crate::runbook::CompiledCache;
 use runbooks::Runbooks;
@@ -190,6 +190,8 @@ pub struct Context {
     /// Bounds the triages running at once across every watched namespace.
     pub triage_slots: Semaphore,
     pub bytes_in_flight: LogBudget,
+    /// Pods' Warning Events, listed once per namespace for all the triages waiting on them.
+    pub events: WarningEvents,
     /// The API server's time, for every decision that compares times.
     pub clock: ServerClock,
 }

@@ -54,6 +54,8 @@ impl Resolved {
             log_byte_limit: ctx.config.log_byte_limit,
             concurrency: ctx.config.pod_concurrency,
             bytes_in_flight: ctx.bytes_in_flight.clone(),
+            events: ctx.events.clone(),
+            pods_from_cache: false,
         }
     }
 }

@@ -80,7 +80,12 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         crash::point("while-gathering").await;
     }
 
-    let plan = resolved.plan(obj, ctx, now);
+    // A triage records what it saw; the watch cache is recent enough for that, and a
+    // remediation looks again, from etcd, before it acts.
+    let plan = evidence::Plan {
+        pods_from_cache: true,
+        ..resolved.plan(obj, ctx, now)
+    };
     let gathered = evidence::gather(&ctx.client, &plan, compiled).await?;
     let env_info = match runbook.env_info_spec() {
         Some(spec) => facts::env_info(ctx, spec, namespace).await?,

@@ -125,6 +125,8 @@ pub async fn verify(
         log_byte_limit: ctx.config.log_byte_limit,
         concurrency: ctx.config.pod_concurrency,
         bytes_in_flight: ctx.bytes_in_flight.clone(),
+        events: ctx.events.clone(),
+        pods_from_cache: false,
     };
     let scanned = evidence::scan_one(&ctx.client, &plan, replacement, &compiled).await;
     ctx.metrics.log_bytes(scanned.findings.bytes);

@@ -5,6 +5,7 @@
 //! ([`LogBudget`]) bounds how many log bytes are being read at once.
 
 mod budget;
+mod events;
 mod pods;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::{AsyncBufRead, AsyncBufReadExt};
 use futures::{StreamExt, stream};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
@@ -26,15 +27,17 @@ use crate::runbook::{
 };
 
 pub use budget::LogBudget;
+pub use events::WarningEvents;
 pub use pods::{PodFacts, is_ready};
 
 /// Warning Events kept per pod; the newest ones.
 const EVENTS_PER_POD: usize = 5;
 /// Pods read per related service; enough to say whether it shows the signature.
 const RELATED_PODS_PER_SERVICE: usize = 3;
-/// The newest lines read to learn a log's line length and whether its lines carry times.
-const PROBE_LINES: u64 = 50;
-const PROBE_BYTES: u64 = 64 * 1024;
+/// The newest lines read to learn a log's line length and whether its lines carry times. A
+/// window that fits in them is scanned from the probe itself, in one request.
+const PROBE_LINES: u64 = 1000;
+const PROBE_BYTES: u64 = 256 * 1024;
 /// What `timestamps=true` adds to a line at most: RFC 3339 with nanoseconds and a space.
 const KUBELET_TIMESTAMP_BYTES: u64 = 31;
 /// Reads of one log before settling for what the last one got.
@@ -90,6 +93,11 @@ pub struct Plan {
     pub concurrency: usize,
     /// Shared by every triage: bounds the log bytes being read at once.
     pub bytes_in_flight: LogBudget,
+    /// Shared by every triage: one Events list per namespace at a time.
+    pub events: WarningEvents,
+    /// The pods may come from the API server's watch cache, which can lag etcd by moments: a
+    /// triage's evidence. A remediation's last look before it acts reads them from etcd.
+    pub pods_from_cache: bool,
 }
 
 /// One pod's facts and scan results.
@@ -168,10 +176,16 @@ pub async fn gather(
     runbook: &CompiledRunbook,
 ) -> Result<Gathered, Error> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &plan.namespace);
-    let pods = list_pods(&pods_api, &plan.namespace, &plan.selector.to_query()).await?;
+    let pods = list_pods(
+        &pods_api,
+        &plan.namespace,
+        &plan.selector.to_query(),
+        plan.pods_from_cache,
+    )
+    .await?;
     debug!(pods = pods.len(), "found target pods");
 
-    let events = warning_events(client, &plan.namespace, plan.since).await?;
+    let events = warning_events(client, plan).await?;
 
     let results: Vec<(GatheredPod, Option<String>)> = stream::iter(pods)
         .map(|pod| gather_pod(&pods_api, pod, plan, runbook, &events))
@@ -256,7 +270,7 @@ pub async fn gather_related(
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &plan.namespace);
     let selector = format!("{label_key} in ({})", services.join(","));
     let mut by_service: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-    for pod in list_pods(&pods_api, &plan.namespace, &selector).await? {
+    for pod in list_pods(&pods_api, &plan.namespace, &selector, plan.pods_from_cache).await? {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         if exclude_uids.contains(&uid) {
             continue;
@@ -288,9 +302,22 @@ pub async fn gather_related(
     Ok(out)
 }
 
-async fn list_pods(api: &Api<Pod>, namespace: &str, selector: &str) -> Result<Vec<Pod>, Error> {
+async fn list_pods(
+    api: &Api<Pod>,
+    namespace: &str,
+    selector: &str,
+    from_cache: bool,
+) -> Result<Vec<Pod>, Error> {
+    let params = ListParams::default().labels(selector);
+    // A consistent list waits until the cache has caught up with etcd; under load that wait
+    // is most of the request.
+    let params = if from_cache {
+        params.match_any()
+    } else {
+        params
+    };
     Ok(api
-        .list(&ListParams::default().labels(selector))
+        .list(&params)
         .await
         .map_err(|source| Error::ListPods {
             namespace: namespace.to_string(),
@@ -433,10 +460,11 @@ struct StreamRead {
 ///
 /// The API server's `limitBytes` keeps the start of what it sends, so asked for the whole
 /// window it would return the oldest lines and never the minutes before the alert. Instead a
-/// small probe of the newest lines measures how long lines are, and the read asks for as many
-/// of the newest lines (`tailLines`) as should fit; if they do not, it asks again for fewer.
-/// The probe also tells whether the lines carry their own timestamps: only when they do not is
-/// the kubelet asked to prefix its own, which adds about 31 bytes to every line.
+/// probe of the newest lines measures how long lines are, and the read asks for as many of the
+/// newest lines (`tailLines`) as should fit; if they do not, it asks again for fewer. A window
+/// the probe read whole is scanned from the probe, without a second request. The probe also
+/// tells whether the lines carry their own timestamps: only when they do not is the kubelet
+/// asked to prefix its own to the full read, which adds about 31 bytes to every line.
 async fn read_newest(
     api: &Api<Pod>,
     stream: &Stream<'_>,
@@ -445,21 +473,40 @@ async fn read_newest(
     scan: Scan<'_>,
 ) -> Result<StreamRead, kube::Error> {
     let limit = plan.log_byte_limit.max(1);
-    let _reserved = plan.bytes_in_flight.reserve(limit).await;
     let base = LogParams {
         container: Some(stream.container.to_string()),
         previous: stream.previous,
         since_time: Some(plan.since),
         ..LogParams::default()
     };
-    let probe = probe(api, stream.pod, &base).await?;
-    if probe.lines == 0 {
-        return Ok(StreamRead {
-            findings: StreamFindings::default(),
-            older_unread: false,
-            newer_unread: None,
-        });
-    }
+    let new_scanner = || match scan {
+        Scan::Pod(state) => runbook.scanner_for(state),
+        Scan::Related => runbook.related_scanner(),
+    };
+    let probe = {
+        let _reserved = plan.bytes_in_flight.reserve(PROBE_BYTES.min(limit)).await;
+        let probe = probe(api, stream.pod, &base, limit).await?;
+        if probe.lines == 0 {
+            return Ok(StreamRead {
+                findings: StreamFindings::default(),
+                older_unread: false,
+                newer_unread: None,
+            });
+        }
+        if probe.whole_window {
+            let mut scanner = new_scanner();
+            let mut window = WindowCut::new(None, plan.until);
+            window.push(&mut scanner, &probe.text);
+            window.finish(&mut scanner);
+            return Ok(StreamRead {
+                findings: scanner.finish(),
+                older_unread: false,
+                newer_unread: None,
+            });
+        }
+        probe
+    };
+    let _reserved = plan.bytes_in_flight.reserve(limit).await;
     let timestamps = !probe.own_times;
     let per_line = probe.bytes.div_ceil(probe.lines)
         + if timestamps {
@@ -467,11 +514,7 @@ async fn read_newest(
         } else {
             0
         };
-    let new_scanner = || match scan {
-        Scan::Pod(state) => runbook.scanner_for(state),
-        Scan::Related => runbook.related_scanner(),
-    };
-    if plan.until.is_some_and(|u| u + ENDED < Timestamp::now()) && !probe.whole_window {
+    if plan.until.is_some_and(|u| u + ENDED < Timestamp::now()) {
         // The newest lines lie beyond the window's end: read it from its start instead.
         let params = LogParams {
             limit_bytes: Some(limit.min(i64::MAX as u64) as i64),
@@ -490,12 +533,12 @@ async fn read_newest(
         });
     }
     let fits = |lines: u64| (lines * 9 / 10).max(1);
-    let mut tail = (!probe.whole_window).then(|| fits(limit / per_line.max(1)));
+    let mut tail = fits(limit / per_line.max(1));
     let mut attempts = 0;
     loop {
         attempts += 1;
         let params = LogParams {
-            tail_lines: tail.map(|t| t.min(i64::MAX as u64) as i64),
+            tail_lines: Some(tail.min(i64::MAX as u64) as i64),
             limit_bytes: Some(limit.min(i64::MAX as u64) as i64),
             timestamps,
             ..base.clone()
@@ -505,10 +548,10 @@ async fn read_newest(
         let cut = read >= limit;
         if cut && attempts < MAX_READ_ATTEMPTS && findings.lines > 1 {
             // The cut fell before the newest lines: ask for fewer than were read.
-            tail = Some(fits(findings.lines - 1));
+            tail = fits(findings.lines - 1);
             continue;
         }
-        let older_unread = cut || tail.is_some_and(|t| findings.lines >= t);
+        let older_unread = cut || findings.lines >= tail;
         return Ok(StreamRead {
             findings,
             older_unread,
@@ -517,9 +560,12 @@ async fn read_newest(
     }
 }
 
-/// What the newest few lines of a log's window look like.
+/// What the newest lines of a log's window look like.
 struct Probe {
+    /// The lines read, each with the kubelet's timestamp in front.
+    text: Vec<u8>,
     lines: u64,
+    /// Their bytes without the kubelet's timestamps.
     bytes: u64,
     /// Every line starts with its own timestamp.
     own_times: bool,
@@ -527,36 +573,50 @@ struct Probe {
     whole_window: bool,
 }
 
-async fn probe(api: &Api<Pod>, pod: &str, base: &LogParams) -> Result<Probe, kube::Error> {
+/// Reads the newest lines of the window with the kubelet's timestamps, so that a window they
+/// hold whole can be scanned as it is; at most `limit` bytes.
+async fn probe(
+    api: &Api<Pod>,
+    pod: &str,
+    base: &LogParams,
+    limit: u64,
+) -> Result<Probe, kube::Error> {
+    let most = PROBE_BYTES.min(limit);
     let params = LogParams {
         tail_lines: Some(PROBE_LINES as i64),
-        limit_bytes: Some(PROBE_BYTES as i64),
-        timestamps: false,
+        limit_bytes: Some(most as i64),
+        timestamps: true,
         ..base.clone()
     };
-    let mut buf = Vec::new();
-    read_stream(api, pod, &params, PROBE_BYTES, |bytes| {
-        buf.extend_from_slice(bytes);
+    let mut text = Vec::new();
+    read_stream(api, pod, &params, most, |bytes| {
+        text.extend_from_slice(bytes);
         true
     })
     .await?;
-    let lines: Vec<&[u8]> = if buf.is_empty() {
-        Vec::new()
-    } else {
-        buf.strip_suffix(b"\n")
-            .unwrap_or(&buf)
+    let (mut lines, mut bytes, mut own_times) = (0, 0, true);
+    if !text.is_empty() {
+        for line in text
+            .strip_suffix(b"\n")
+            .unwrap_or(&text)
             .split(|&b| b == b'\n')
-            .collect()
-    };
-    let lines_read = lines.len() as u64;
+        {
+            let own = line
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(&line[..0], |space| &line[space + 1..]);
+            lines += 1;
+            bytes += own.len() as u64 + 1;
+            own_times &= own.is_empty() || leading_time(own).is_some();
+        }
+    }
+    let whole_window = lines < PROBE_LINES && (text.len() as u64) < most;
     Ok(Probe {
-        lines: lines_read,
-        bytes: buf.len() as u64,
-        own_times: lines
-            .iter()
-            .filter(|l| !l.is_empty())
-            .all(|l| leading_time(l).is_some()),
-        whole_window: lines_read < PROBE_LINES && (buf.len() as u64) < PROBE_BYTES,
+        text,
+        lines,
+        bytes,
+        own_times,
+        whole_window,
     })
 }
 
@@ -632,29 +692,17 @@ fn short_error(e: &kube::Error) -> String {
 /// Warning Events of pods in the namespace since the window started, newest first, by pod UID.
 async fn warning_events(
     client: &Client,
-    namespace: &str,
-    since: Timestamp,
+    plan: &Plan,
 ) -> Result<BTreeMap<String, Vec<PodEvent>>, Error> {
-    let api: Api<CoreEvent> = Api::namespaced(client.clone(), namespace);
-    let list = api
-        .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
-        .await
-        .map_err(|source| Error::ListEvents {
-            namespace: namespace.to_string(),
-            source,
-        })?;
-    let mut events: Vec<&CoreEvent> = list
-        .items
+    let listed = plan.events.list(client, &plan.namespace).await?;
+    let mut events: Vec<&events::WarningEvent> = listed
         .iter()
-        .filter(|e| event_time(e).is_none_or(|t| t >= since))
+        .filter(|e| e.time.is_none_or(|t| t >= plan.since))
         .collect();
-    events.sort_by_key(|e| std::cmp::Reverse(event_time(e)));
+    events.sort_by_key(|e| std::cmp::Reverse(e.time));
     let mut by_uid: BTreeMap<String, Vec<PodEvent>> = BTreeMap::new();
     for e in events {
-        let Some(uid) = e.involved_object.uid.clone() else {
-            continue;
-        };
-        let list = by_uid.entry(uid).or_default();
+        let list = by_uid.entry(e.pod_uid.clone()).or_default();
         if list.len() < EVENTS_PER_POD {
             let reason = e.reason.as_deref().unwrap_or("Unknown");
             let message: String = e
@@ -667,19 +715,11 @@ async fn warning_events(
             list.push(PodEvent {
                 reason: redact(reason).into_owned(),
                 message: redact(&message).into_owned(),
-                count: e.count.unwrap_or(1),
+                count: e.count,
             });
         }
     }
     Ok(by_uid)
-}
-
-fn event_time(e: &CoreEvent) -> Option<Timestamp> {
-    e.last_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .or_else(|| e.event_time.as_ref().map(|t| t.0))
-        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 #[cfg(test)]
