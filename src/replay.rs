@@ -35,7 +35,10 @@ use crate::runbook::{
     PodState, RelatedInput, Restart, StreamFindings, Verdict, WindowCut,
 };
 
-const CHUNK: usize = 64 * 1024;
+/// Bytes read at a time: fewer reads than 64 KiB (6 % faster on a 1 GiB log), still small
+/// enough that the chunk and the scanner's lowercased copy of it stay in the core's cache
+/// (1 MiB was slower).
+const CHUNK: usize = 256 * 1024;
 const RELATED_DIR: &str = "related";
 const PREVIOUS: &str = ".previous.log";
 /// How far before `startsAt` the window reaches, as in the controller.

@@ -5,6 +5,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aho_corasick::Span;
+use aho_corasick::packed;
 use memchr::memmem::Finder;
 use regex::{Captures, Regex, RegexSet};
 use regex_syntax::hir::{
@@ -457,18 +459,24 @@ impl Prefilter {
         } else {
             hir.clone()
         };
-        let regex = regex::bytes::Regex::new(&search.to_string()).ok()?;
-        if regex.is_match(b"") {
-            return None;
-        }
-        let search = match required_literals(&search) {
-            Some(literals) => Search::Literals(
-                literals
-                    .iter()
-                    .map(|l| Finder::new(l).into_owned())
-                    .collect(),
-            ),
-            None => Search::Regex(regex),
+        // Every alternative holds one of the literals, so none of them matches an empty line.
+        let regex = || {
+            let regex = regex::bytes::Regex::new(&search.to_string()).ok()?;
+            (!regex.is_match(b"")).then_some(Search::Regex(regex))
+        };
+        let search = match required_literals(&search).as_deref() {
+            Some([literal]) => Search::Literal(Finder::new(literal).into_owned()),
+            Some(literals) => match packed::Config::new()
+                .match_kind(packed::MatchKind::LeftmostFirst)
+                .builder()
+                .extend(literals.iter().map(|l| teddy_pattern(l)))
+                .build()
+            {
+                Some(searcher) => Search::Literals(searcher),
+                // Without the SIMD Teddy needs, the regex is one pass over the block still.
+                None => regex()?,
+            },
+            None => regex()?,
         };
         Some(Prefilter {
             search,
@@ -483,48 +491,56 @@ impl Prefilter {
             return block;
         }
         scratch.clear();
-        scratch.extend_from_slice(block);
-        scratch.make_ascii_lowercase();
+        // Copied and lowercased in one pass over the block, not two.
+        scratch.extend(block.iter().map(u8::to_ascii_lowercase));
         scratch
     }
 
     /// The first place at or after `at` where a line could match; offsets are the block's.
-    /// `next` remembers, per literal, where it is next found in this haystack: clear it for
-    /// each new haystack, and ask with a growing `at`.
-    pub(super) fn find_at(
-        &self,
-        haystack: &[u8],
-        at: usize,
-        next: &mut Vec<Option<Option<usize>>>,
-    ) -> Option<std::ops::Range<usize>> {
+    pub(super) fn find_at(&self, haystack: &[u8], at: usize) -> Option<std::ops::Range<usize>> {
         match &self.search {
             Search::Regex(regex) => regex.find_at(haystack, at).map(|m| m.range()),
-            Search::Literals(finders) => {
-                // Per literal: not searched yet, found nowhere after, or found there.
-                next.resize(finders.len(), None);
-                let mut first: Option<std::ops::Range<usize>> = None;
-                for (finder, next) in finders.iter().zip(next.iter_mut()) {
-                    if next.is_none_or(|n| n.is_some_and(|n| n < at)) {
-                        *next = Some(finder.find(&haystack[at..]).map(|i| at + i));
-                    }
-                    if let Some(Some(start)) = *next
-                        && first.as_ref().is_none_or(|f| start < f.start)
-                    {
-                        first = Some(start..start + finder.needle().len());
-                    }
-                }
-                first
-            }
+            Search::Literal(finder) => finder
+                .find(&haystack[at..])
+                .map(|i| at + i..at + i + finder.needle().len()),
+            Search::Literals(searcher) => searcher
+                .find_in(haystack, Span::from(at..haystack.len()))
+                .map(|m| m.range()),
         }
     }
 }
 
 /// How a [`Prefilter`] searches: one regex, or, when every alternative must contain a literal
-/// of some length, one substring search per literal (far fewer false starts than a regex's
-/// prefix literals such as "work" or "erro" on ordinary log lines).
+/// of some length, a search for those literals (far fewer false starts than a regex's prefix
+/// literals such as "work" or "erro" on ordinary log lines). Several literals are searched in
+/// one pass over the block (Teddy), not one pass each.
 enum Search {
     Regex(regex::bytes::Regex),
-    Literals(Vec<Finder<'static>>),
+    Literal(Finder<'static>),
+    Literals(packed::Searcher),
+}
+
+/// Bytes of a literal Teddy is given at least (or all of a shorter one): enough to keep its
+/// candidates about as rare as the whole literal's.
+const TEDDY_KEEP: usize = 16;
+
+/// The part of a literal Teddy searches for. Teddy finds candidates by their first four bytes
+/// and checks each one, so a literal starting with common text ("error…") would stop it on
+/// every line that says "error": it is searched from where its first bytes are least common.
+fn teddy_pattern(literal: &[u8]) -> &[u8] {
+    // Letters by how often they appear in English text, rarest first; logs are no different
+    // enough to matter, and a poor guess costs only speed.
+    const LETTERS: &[u8] = b"zqjxkvbpygfwmucldrhsnioate";
+    let commonness = |b: &u8| match b.to_ascii_lowercase() {
+        b' ' => 30,
+        b'0'..=b'9' => 20,
+        c => LETTERS.iter().position(|&l| l == c).map_or(10, |i| i + 1),
+    };
+    let keep = literal.len().min(TEDDY_KEEP);
+    let start = (0..=literal.len() - keep)
+        .min_by_key(|&i| literal[i..].iter().take(4).map(commonness).sum::<usize>())
+        .unwrap_or(0);
+    &literal[start..]
 }
 
 /// Literals shorter than this find too many ordinary lines to be worth searching alone.
@@ -568,8 +584,8 @@ fn required_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
         }
         literals.push(best);
     }
-    // Each literal is a pass over the block: literals that begin alike ("worker metering
-    // started", "worker metering stopped") are searched by what they share.
+    // Literals that begin alike ("worker metering started", "worker metering stopped") are
+    // searched by what they share: one pattern fewer to tell apart in every candidate.
     literals.sort();
     let mut shared: Vec<Vec<u8>> = Vec::new();
     for literal in literals {
@@ -750,14 +766,25 @@ pub(super) mod tests {
             ],
         );
         assert!(!orchestrator.matchers.prefilter.as_ref().unwrap().folded);
-        let Search::Literals(finders) = &prefilter.search else {
-            panic!("the metering runbook's search is not by literals");
-        };
-        let needles: Vec<&[u8]> = finders.iter().map(|f| f.needle()).collect();
+        // One pass for all of the literals where the SIMD for it exists; the regex elsewhere.
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            assert!(matches!(prefilter.search, Search::Literals(_)));
+        }
+        assert!(matches!(
+            orchestrator.matchers.prefilter.as_ref().unwrap().search,
+            Search::Literal(_)
+        ));
+        let markers = metering
+            .runbook
+            .success_markers
+            .iter()
+            .map(|m| regex_syntax::Parser::new().parse(&m.pattern).unwrap())
+            .chain([Hir::literal(*b"ErrorMeteringTokenExchangeFailure")]);
+        let hir = lowercase(without_assertions(Hir::alternation(markers.collect())));
         // Ignoring case, `k` is also the Kelvin sign and `s` the long s: the literal runs stop
         // there ("worker metering started" is searched as "er metering ").
         assert_eq!(
-            needles,
+            required_literals(&hir).unwrap(),
             [
                 &b"er metering "[..],
                 b"errormeteringtokenexchangefailure",
@@ -770,7 +797,7 @@ pub(super) mod tests {
     fn hits(prefilter: &Prefilter, text: &str) -> bool {
         let mut scratch = Vec::new();
         let haystack = prefilter.haystack(text.as_bytes(), &mut scratch);
-        prefilter.find_at(haystack, 0, &mut Vec::new()).is_some()
+        prefilter.find_at(haystack, 0).is_some()
     }
 
     /// Lowercased, a search finds the lowercased form of everything it found, at the same
@@ -858,6 +885,51 @@ pub(super) mod tests {
             "a missing label is an error, every time"
         );
         assert!(cache.get("builtin", runbook, &missing).is_err());
+    }
+
+    /// Each way of searching finds markers in any case, and the signature only as written
+    /// (or more: the line's own match decides).
+    #[test]
+    fn every_search_finds_what_its_lines_need() {
+        let signature = ["ErrorMeteringTokenExchangeFailure".to_string()];
+        let literals = Prefilter::new(&signature, &[r"(?i)\bworker metering started\b"]).unwrap();
+        let literal = Prefilter::new(&signature, &[]).unwrap();
+        // "ok" is too short to search for alone: the regex serves this set.
+        let regex = Prefilter::new(&signature, &[r"(?i)\bok\b"]).unwrap();
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            assert!(matches!(literals.search, Search::Literals(_)));
+        }
+        assert!(matches!(literal.search, Search::Literal(_)));
+        assert!(matches!(regex.search, Search::Regex(_)));
+        for p in [&literals, &literal, &regex] {
+            assert!(hits(p, "a ErrorMeteringTokenExchangeFailure b"));
+            assert!(!hits(p, "nothing here"));
+        }
+        assert!(hits(
+            &literals,
+            "2026-11-21T04:00:00Z WoRkEr MeTeRiNg StArTeD"
+        ));
+        assert!(hits(&regex, "all OK"));
+        assert!(!hits(&literal, "errormeteringtokenexchangefailure"));
+        // The hit is where the literal Teddy searches for is, which may start inside the
+        // signature: the scanner looks at the whole line around it.
+        let mut scratch = Vec::new();
+        let text = b"x\nErrorMeteringTokenExchangeFailure\n";
+        let haystack = literals.haystack(text, &mut scratch);
+        let hit = literals.find_at(haystack, 0).unwrap();
+        assert!((2..2 + signature[0].len()).contains(&hit.start), "{hit:?}");
+    }
+
+    #[test]
+    fn teddy_searches_a_literal_from_its_least_common_start() {
+        assert_eq!(
+            teddy_pattern(b"errormeteringtokenexchangefailure"),
+            b"gtokenexchangefailure"
+        );
+        // Short literals are kept whole: a shorter one would find more lines.
+        assert_eq!(teddy_pattern(b"er metering "), b"er metering ");
+        assert_eq!(teddy_pattern(b"hift licen"), b"hift licen");
+        assert_eq!(teddy_pattern(b"x"), b"x");
     }
 
     #[test]

@@ -251,12 +251,11 @@ impl<'a> LogScanner<'a> {
         // Taken for the loop, which needs `self` too; given back for the next block.
         let mut scratch = std::mem::take(&mut self.folded);
         let haystack = prefilter.haystack(block, &mut scratch);
-        let mut next = Vec::new();
         // Start of the first line not yet looked at.
         let mut at = 0;
         while at < block.len() {
             if self.pending.is_none() {
-                let Some(hit) = prefilter.find_at(haystack, at, &mut next) else {
+                let Some(hit) = prefilter.find_at(haystack, at) else {
                     break;
                 };
                 let start =
@@ -726,6 +725,68 @@ mod tests {
                 let once = redact(&text).into_owned();
                 assert_eq!(redact(&once), once);
             }
+        }
+    }
+
+    /// Benign lines around the records, so the block search has ground to skip.
+    fn padded(records: &[&str]) -> Vec<u8> {
+        let mut s = Vec::new();
+        for record in records {
+            for i in 0..300 {
+                s.extend_from_slice(
+                    format!("GET /v1/clusters/c{i:07}/workers 200 error=none\n").as_bytes(),
+                );
+            }
+            s.extend_from_slice(record.as_bytes());
+            s.push(b'\n');
+        }
+        s
+    }
+
+    #[test]
+    fn markers_in_any_case_and_records_next_to_them_are_found_in_blocks() {
+        let c = metering();
+        let input = padded(&[
+            "2026-11-21T04:00:00Z wOrKeR METERING started",
+            "2026-11-21T04:01:00Z ErrorMeteringTokenExchangeFailure: x\n2026-11-21T04:01:00Z Wrapped Errors: [\"(429)\"]\n2026-11-21T04:02:00Z Worker Metering Stopped",
+            "2026-11-21T04:03:00Z OPENSHIFT LICENCES USAGE SUBMITTED\nErrorMeteringTokenExchangeFailure (401)",
+            "errormeteringtokenexchangefailure (403) is not the signature",
+        ]);
+        let whole = scan_chunks(c.scanner(), &input, input.len());
+        assert_eq!(
+            whole.success_markers,
+            BTreeMap::from([
+                ("OpenShift licences usage submitted".to_string(), 1),
+                ("Worker metering started".to_string(), 1),
+                ("Worker metering stopped".to_string(), 1),
+            ])
+        );
+        assert_eq!(
+            whole.matches,
+            BTreeMap::from([
+                (Category::new("AuthFailure").unwrap(), 1),
+                (Category::new("RateLimited").unwrap(), 1),
+            ])
+        );
+        assert_eq!(whole.lines, 4 * 300 + 7);
+        // Every cut, including ones inside the literals and the markers, finds the same.
+        for chunk in [1, 5, 17, 4096, 10_000] {
+            assert_eq!(scan_chunks(c.scanner(), &input, chunk), whole, "{chunk}");
+        }
+    }
+
+    #[test]
+    fn a_literal_cut_by_the_chunk_boundary_is_found() {
+        let c = metering();
+        let input = padded(&["ErrorMeteringTokenExchangeFailure (401)"]);
+        let at = input.len() - 30;
+        for cut in [at - 10, at, at + 10] {
+            let mut scanner = c.scanner();
+            scanner.push(&input[..cut]);
+            scanner.push(&input[cut..]);
+            let findings = scanner.finish();
+            assert_eq!(findings.failures(), 1, "cut at {cut}");
+            assert_eq!(findings.http_statuses, BTreeMap::from([(401, 1)]));
         }
     }
 
