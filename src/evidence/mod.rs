@@ -494,9 +494,15 @@ async fn read_newest(
             });
         }
         if probe.whole_window {
+            // Lines with times of their own are scanned as they are, without the kubelet's.
+            let text = if probe.own_times {
+                without_kubelet_times(&probe.text)
+            } else {
+                probe.text
+            };
             let mut scanner = new_scanner();
             let mut window = WindowCut::new(None, plan.until);
-            window.push(&mut scanner, &probe.text);
+            window.push(&mut scanner, &text);
             window.finish(&mut scanner);
             return Ok(StreamRead {
                 findings: scanner.finish(),
@@ -601,10 +607,7 @@ async fn probe(
             .unwrap_or(&text)
             .split(|&b| b == b'\n')
         {
-            let own = line
-                .iter()
-                .position(|&b| b == b' ')
-                .map_or(&line[..0], |space| &line[space + 1..]);
+            let own = after_kubelet_time(line);
             lines += 1;
             bytes += own.len() as u64 + 1;
             own_times &= own.is_empty() || leading_time(own).is_some();
@@ -618,6 +621,29 @@ async fn probe(
         own_times,
         whole_window,
     })
+}
+
+/// A line read with `timestamps=true`, without the kubelet's timestamp and its space.
+fn after_kubelet_time(line: &[u8]) -> &[u8] {
+    line.iter()
+        .position(|&b| b == b' ')
+        .map_or(&line[..0], |space| &line[space + 1..])
+}
+
+/// Lines read with `timestamps=true`, as the container wrote them.
+fn without_kubelet_times(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let (line, newline) = match line.strip_suffix(b"\n") {
+            Some(l) => (l, true),
+            None => (line, false),
+        };
+        out.extend_from_slice(after_kubelet_time(line));
+        if newline {
+            out.push(b'\n');
+        }
+    }
+    out
 }
 
 /// One read of a log through `scanner`, up to the window's end: the findings, the bytes read
@@ -725,6 +751,17 @@ async fn warning_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubelet_times_come_off_and_the_lines_stay_as_written() {
+        let read = b"2026-11-21T10:00:00.000000001Z 2026-11-21T09:59:59Z first\n\
+                     2026-11-21T10:00:01.5Z \n2026-11-21T10:00:02Z last, no newline";
+        assert_eq!(
+            without_kubelet_times(read),
+            b"2026-11-21T09:59:59Z first\n\nlast, no newline".to_vec()
+        );
+        assert_eq!(without_kubelet_times(b""), Vec::<u8>::new());
+    }
 
     #[tokio::test]
     async fn a_silent_log_stream_is_given_up_and_a_flowing_one_is_read() {
