@@ -299,7 +299,7 @@ wait_all_ready() { # N
     [ "$(ready_count)" -ge "$1" ] && return
     sleep 0.25
   done
-  die "not all $1 AlertTriages are Ready after 10 minutes"
+  die "not all $1 AlertTriages are Ready after 15 minutes"
 }
 
 # ---------------------------------------------------------------------------------------------

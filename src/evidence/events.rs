@@ -19,6 +19,9 @@ use kube::api::{Api, ListParams};
 
 use super::Error;
 
+/// The most of an Event's message a triage keeps.
+const MESSAGE_CHARS: usize = 200;
+
 /// One Warning Event of a pod, as much of it as a triage uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WarningEvent {
@@ -52,23 +55,8 @@ impl WarningEvents {
         client: &Client,
         namespace: &str,
     ) -> Result<Arc<Vec<WarningEvent>>, Error> {
-        let turns = self
-            .lock()
-            .entry(namespace.to_string())
-            .or_default()
-            .clone();
-        let result = take_turn(&turns, || list_now(client, namespace)).await;
-        self.forget_if_unused(namespace, turns);
-        result
-    }
-
-    /// Drops a namespace's list once no triage waits on it, so memory holds only lists in use.
-    fn forget_if_unused(&self, namespace: &str, turns: Arc<Turns>) {
-        let mut namespaces = self.lock();
-        // One reference is the map's, one is ours.
-        if Arc::strong_count(&turns) == 2 {
-            namespaces.remove(namespace);
-        }
+        let waiting = Waiting::new(self, namespace);
+        take_turn(&waiting.turns, || list_now(client, namespace)).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Turns>>> {
@@ -81,6 +69,40 @@ impl WarningEvents {
     #[cfg(test)]
     fn namespaces_held(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// A triage's interest in a namespace's list. Dropped when the triage has its list, or when
+/// its reconcile is cancelled mid-wait; the last one out drops the namespace's list, so memory
+/// holds only lists in use.
+struct Waiting<'a> {
+    events: &'a WarningEvents,
+    namespace: &'a str,
+    turns: Arc<Turns>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(events: &'a WarningEvents, namespace: &'a str) -> Self {
+        let turns = events
+            .lock()
+            .entry(namespace.to_string())
+            .or_default()
+            .clone();
+        Waiting {
+            events,
+            namespace,
+            turns,
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut namespaces = self.events.lock();
+        // One reference is the map's, one is ours; others are taken only under this lock.
+        if Arc::strong_count(&self.turns) == 2 {
+            namespaces.remove(self.namespace);
+        }
     }
 }
 
@@ -121,7 +143,8 @@ async fn list_now(client: &Client, namespace: &str) -> Result<Vec<WarningEvent>,
                 time: event_time(&e),
                 pod_uid: e.involved_object.uid?,
                 reason: e.reason,
-                message: e.message,
+                // A triage keeps no more of a message than this.
+                message: e.message.map(|m| m.chars().take(MESSAGE_CHARS).collect()),
                 count: e.count.unwrap_or(1),
             })
         })
@@ -200,13 +223,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_namespace_is_forgotten_once_nobody_waits() {
+    async fn a_namespace_is_forgotten_once_nobody_waits_even_if_a_wait_is_cancelled() {
         let events = WarningEvents::default();
-        let turns = events.lock().entry("n".into()).or_default().clone();
-        let waiting = events.lock().get("n").cloned().unwrap();
-        events.forget_if_unused("n", turns);
+        let first = Waiting::new(&events, "n");
+        let second = Waiting::new(&events, "n");
+        drop(first);
         assert_eq!(events.namespaces_held(), 1, "still waited on");
-        events.forget_if_unused("n", waiting);
+        drop(second);
         assert_eq!(events.namespaces_held(), 0);
+
+        // A reconcile cancelled while it waits for its turn (shutdown, lost leadership).
+        let calls = AtomicUsize::new(0);
+        let waiting = Waiting::new(&events, "n");
+        let held = waiting.turns.latest.lock().await;
+        let cancelled = async {
+            let waiting = Waiting::new(&events, "n");
+            take_turn(&waiting.turns, || slow_list(&calls)).await
+        };
+        let timed_out = tokio::time::timeout(Duration::from_millis(20), cancelled).await;
+        assert!(timed_out.is_err(), "it waited for the list being made");
+        drop(held);
+        drop(waiting);
+        assert_eq!(events.namespaces_held(), 0);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }

@@ -731,16 +731,11 @@ async fn warning_events(
         let list = by_uid.entry(e.pod_uid.clone()).or_default();
         if list.len() < EVENTS_PER_POD {
             let reason = e.reason.as_deref().unwrap_or("Unknown");
-            let message: String = e
-                .message
-                .as_deref()
-                .unwrap_or("")
-                .chars()
-                .take(200)
-                .collect();
+            // Already shortened when listed.
+            let message = e.message.as_deref().unwrap_or("");
             list.push(PodEvent {
                 reason: redact(reason).into_owned(),
-                message: redact(&message).into_owned(),
+                message: redact(message).into_owned(),
                 count: e.count,
             });
         }
