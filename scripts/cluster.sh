@@ -428,6 +428,11 @@ node_check() {
   for c in pause log-writer kubectl; do
     [ -f "$ATO_IMAGES/$c.oci.tar" ] || die "$ATO_IMAGES/$c.oci.tar missing: run scripts/tools.sh node"
   done
+  # Under 256 MiB free the kubelet reports DiskPressure and reclaims images; ask for room above that.
+  local free_kib
+  free_kib=$(df -Pk "$ATO_CLUSTER_DIR" | awk 'NR == 2 {print $4}')
+  [ "$free_kib" -ge $((2 * 1024 * 1024)) ] ||
+    die "only $((free_kib / 1024)) MiB free on the disk of $ATO_CLUSTER_DIR: the real node needs 2 GiB (its images, containers and logs)"
   if [ -f "$NODE_OWNER" ] && [ "$(cat "$NODE_OWNER")" != "$ATO_CLUSTER_DIR" ]; then
     die "the real node of the cluster in $(cat "$NODE_OWNER") holds $NODE_BRIDGE and $SERVICE_IP on this machine: stop it first (ATO_CLUSTER_DIR=$(cat "$NODE_OWNER") scripts/cluster.sh down)"
   fi
@@ -540,10 +545,13 @@ failSwapOn: false
 registerWithTaints:
 - {key: $NODE_TAINT, value: "true", effect: NoSchedule}
 maxPods: 30
-# A shared development machine's disk and memory are not this node's to guard.
-evictionHard: {memory.available: 64Mi, nodefs.available: 1%, imagefs.available: 1%}
-imageGCHighThresholdPercent: 99
-imageGCLowThresholdPercent: 98
+# A shared development machine's disk and memory are not this node's to guard. Its images are
+# imported, never pulled: a removed one is gone for good (ErrImageNeverPull), so image garbage
+# collection is off (a high threshold of 100), and disk pressure counts only when the disk is
+# truly full (absolute amounts: 1% of a 252 GiB disk is 2.5 GiB, more than a busy machine keeps).
+evictionHard: {memory.available: 64Mi, nodefs.available: 256Mi, imagefs.available: 256Mi}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 EOF
 }

@@ -73,12 +73,12 @@ async fn real_node() -> String {
     node.name_any()
 }
 
-fn helm(args: &[&str]) -> String {
+fn helm_output(args: &[&str]) -> std::process::Output {
     let c = cluster();
     let bin = std::env::var_os("ATO_TEST_HELM")
         .map(PathBuf::from)
         .unwrap_or_else(|| c.kubectl.with_file_name("helm"));
-    let out = Command::new(&bin)
+    Command::new(&bin)
         .args(args)
         .arg("--kubeconfig")
         .arg(&c.kubeconfig)
@@ -88,7 +88,11 @@ fn helm(args: &[&str]) -> String {
                 "running {} (scripts/tools.sh builds it): {e}",
                 bin.display()
             )
-        });
+        })
+}
+
+fn helm(args: &[&str]) -> String {
+    let out = helm_output(args);
     assert!(
         out.status.success(),
         "helm {} failed:\n{}",
@@ -353,8 +357,20 @@ async fn the_chart_on_a_real_node_remediates_and_hands_over() {
     let (leader, _) = one_leader(&home, &fullname, &operators).await;
 
     // ---- helm test: the chart's hook Pod runs for real on this node (kubectl image built here)
-    let tested = helm(&["test", &release.name, "-n", &home.name, "--timeout", "3m"]);
-    assert!(tested.contains("Phase:          Succeeded"), "{tested}");
+    let tested = helm_output(&["test", &release.name, "-n", &home.name, "--timeout", "3m"]);
+    if !tested.status.success()
+        || !String::from_utf8_lossy(&tested.stdout).contains("Phase:          Succeeded")
+    {
+        // A failed hook Pod stays (hook-delete-policy hook-succeeded): show which step failed.
+        let pod = format!("{fullname}-test");
+        panic!(
+            "helm test failed:\n{}\n{}\n{}\n{}",
+            show(&tested),
+            show(&home.kubectl(&["describe", "pod", &pod])),
+            show(&home.kubectl(&["logs", &pod, "--all-containers", "--prefix"])),
+            describe(&home)
+        );
+    }
     println!("helm test: the hook Pod succeeded");
 
     // ---- a workload: one pod logs the network failure, its two siblings are healthy
