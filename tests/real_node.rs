@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::helm::{helm, helm_output};
 use common::operator::{create_triage, triage_resource, wait_for_phase};
 use common::scenario::metering_triage;
 use common::{TestNs, cluster, eventually, is_running_and_ready, pod_state, show};
@@ -73,35 +72,6 @@ async fn real_node() -> String {
     node.name_any()
 }
 
-fn helm_output(args: &[&str]) -> std::process::Output {
-    let c = cluster();
-    let bin = std::env::var_os("ATO_TEST_HELM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| c.kubectl.with_file_name("helm"));
-    Command::new(&bin)
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "running {} (scripts/tools.sh builds it): {e}",
-                bin.display()
-            )
-        })
-}
-
-fn helm(args: &[&str]) -> String {
-    let out = helm_output(args);
-    assert!(
-        out.status.success(),
-        "helm {} failed:\n{}",
-        args.join(" "),
-        show(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Uninstalls the release (its cluster-scoped ClusterRoles and admission policy) when dropped.
 struct Release {
     name: String,
@@ -111,16 +81,7 @@ struct Release {
 impl Drop for Release {
     fn drop(&mut self) {
         if std::env::var_os("ATO_TEST_KEEP_NAMESPACES").is_none() {
-            let _ = Command::new(cluster().kubectl.with_file_name("helm"))
-                .args([
-                    "uninstall",
-                    &self.name,
-                    "-n",
-                    &self.namespace,
-                    "--kubeconfig",
-                ])
-                .arg(&cluster().kubeconfig)
-                .output();
+            let _ = helm_output(&["uninstall", &self.name, "-n", &self.namespace]);
         }
     }
 }

@@ -21,10 +21,12 @@ pub fn helm_bin() -> PathBuf {
     }
 }
 
-/// Runs helm; never panics on its exit status (check it yourself).
+/// Runs helm against the test cluster; never panics on its exit status (check it yourself).
 pub fn helm_output(args: &[&str]) -> Output {
     Command::new(helm_bin())
         .args(args)
+        .arg("--kubeconfig")
+        .arg(&cluster().kubeconfig)
         .output()
         .unwrap_or_else(|e| panic!("running helm (scripts/tools.sh helm builds it): {e}"))
 }
