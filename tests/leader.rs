@@ -1,6 +1,7 @@
 //! Leader election with real operator processes on the simulated cluster: only the leader acts,
 //! a follower takes over when the leader is killed (and at once when it shuts down cleanly), and
-//! a leader that cannot renew stops before anyone else could take the lease.
+//! a leader that cannot renew stops before anyone else could take the lease. A stop request is
+//! honoured at once even by an operator whose lists are all refused.
 
 mod common;
 
@@ -256,4 +257,60 @@ async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() {
     let out = op.output();
     assert!(out.contains("lost the leader lease"), "{out}");
     assert!(out.contains("not renewed within"), "{out}");
+}
+
+/// With no right to list anything, the operator never gets its first list of AlertTriages; a
+/// SIGTERM must still stop it at once, not leave it for the kubelet's SIGKILL 30 s later.
+#[tokio::test]
+async fn an_operator_refused_every_list_still_stops_when_asked() {
+    let ns = TestNs::new("stop-unlisted").await;
+    ns.kubectl_ok(&["create", "serviceaccount", "nobody"]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("nobody.kubeconfig");
+    ns.cluster
+        .service_account_kubeconfig(&ns.name, "nobody", &kubeconfig)
+        .await;
+    let args = run_args(&ns, &kubeconfig);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut op = Operator::start_raw(&ns, &ns.name, &args, &[]);
+    eventually(Duration::from_secs(30), || {
+        let out = op.output();
+        async move {
+            if out.contains("watching AlertTriages failed") && out.contains("forbidden") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        }
+    })
+    .await;
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &op.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let asked = Instant::now();
+    eventually(Duration::from_secs(20), || {
+        let running = op.is_running();
+        async move {
+            if running {
+                Err("still running")
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "stopped {:?} after SIGTERM",
+        asked.elapsed()
+    );
+    let out = op.output();
+    assert!(
+        out.contains("stopping before the first list of AlertTriages succeeded"),
+        "{out}"
+    );
+    assert!(out.contains("controller stopped"), "{out}");
 }

@@ -22,7 +22,7 @@ mod verify;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Recorder;
@@ -204,6 +204,7 @@ pub async fn run(ctx: Arc<Context>, apis: Vec<Api<AlertTriage>>, shutdown: &Canc
         // Each reconcile reads its AlertTriage afresh, so this cache only names what to
         // reconcile: it keeps no status, managed fields or annotations.
         let (reader, writer) = reflector::store();
+        let listed = reader.clone();
         let triages = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
             .modify(|t| {
@@ -213,7 +214,7 @@ pub async fn run(ctx: Arc<Context>, apis: Vec<Api<AlertTriage>>, shutdown: &Canc
             })
             .reflect(writer)
             .applied_objects();
-        Controller::for_stream(triages, reader)
+        let controller = Controller::for_stream(triages, reader)
             .with_config(controller::Config::default().concurrency(concurrency))
             .graceful_shutdown_on(shutdown.clone().cancelled_owned())
             .run(measured, error_policy, ctx.clone())
@@ -222,7 +223,26 @@ pub async fn run(ctx: Arc<Context>, apis: Vec<Api<AlertTriage>>, shutdown: &Canc
                     Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
                     Err(e) => warn!(error = %e, "reconcile failed"),
                 }
-            })
+            });
+        // kube-runtime holds its reconciles until the first list has succeeded, and its
+        // graceful shutdown waits for that list too: when listing keeps failing (no CRD, no
+        // RBAC to list), a stop request would wait until the kubelet kills the process. Before
+        // that first list nothing can be in flight, so the stop is immediate.
+        let stop = shutdown.clone();
+        let unlisted_at_stop = async move {
+            stop.cancelled().await;
+            if listed.wait_until_ready().now_or_never().is_none() {
+                warn!("stopping before the first list of AlertTriages succeeded");
+                return;
+            }
+            std::future::pending::<()>().await;
+        };
+        async move {
+            tokio::select! {
+                () = controller => {}
+                () = unlisted_at_stop => {}
+            }
+        }
     });
     futures::future::join_all(controllers).await;
 }

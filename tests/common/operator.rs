@@ -137,8 +137,6 @@ impl Operator {
         loop {
             let output = self.output();
             if let Some(address) = output
-                .get(self.log_from..)
-                .unwrap_or_default()
                 .lines()
                 .filter(|l| l.contains("serving /metrics"))
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -228,9 +226,11 @@ impl Operator {
         self.child.id()
     }
 
-    /// Everything the operator has logged so far.
+    /// Everything this run of the operator has logged so far (the log file may hold earlier
+    /// runs under the same name: they are not this run's).
     pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let all = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(all.get(self.log_from..).unwrap_or_default()).into_owned()
     }
 
     /// Peak resident memory of the process so far, in KiB (Linux's VmHWM).
