@@ -485,15 +485,18 @@ impl Prefilter {
         })
     }
 
-    /// The text the search runs over: the block, or its lowercased copy in `scratch`.
-    pub(super) fn haystack<'b>(&self, block: &'b [u8], scratch: &'b mut Vec<u8>) -> &'b [u8] {
+    /// The text the search runs over (the block, or its lowercased copy in `scratch`) and the
+    /// number of newlines in the block, counted in the same pass when the block is copied.
+    pub(super) fn haystack<'b>(
+        &self,
+        block: &'b [u8],
+        scratch: &'b mut Vec<u8>,
+    ) -> (&'b [u8], usize) {
         if !self.folded {
-            return block;
+            return (block, memchr::memchr_iter(b'\n', block).count());
         }
-        scratch.clear();
-        // Copied and lowercased in one pass over the block, not two.
-        scratch.extend(block.iter().map(u8::to_ascii_lowercase));
-        scratch
+        let newlines = lowercase_counting_newlines(block, scratch);
+        (&scratch[..block.len()], newlines)
     }
 
     /// The first place at or after `at` where a line could match; offsets are the block's.
@@ -508,6 +511,40 @@ impl Prefilter {
                 .map(|m| m.range()),
         }
     }
+}
+
+/// Writes the ASCII-lowercased `block` to the start of `out` (grown when shorter, never
+/// shrunk) and returns how many newlines it holds: one pass over the block where copying and
+/// counting apart took two. The newlines are counted per byte lane of 32-byte steps, so the
+/// loop stays in vector registers; a lane's count fits a byte for 255 steps, then is added up.
+fn lowercase_counting_newlines(block: &[u8], out: &mut Vec<u8>) -> usize {
+    const LANES: usize = 32;
+    const STEPS: usize = u8::MAX as usize;
+    if out.len() < block.len() {
+        out.resize(block.len(), 0);
+    }
+    let out = &mut out[..block.len()];
+    let mut newlines = 0;
+    for (src, dst) in block
+        .chunks(LANES * STEPS)
+        .zip(out.chunks_mut(LANES * STEPS))
+    {
+        let (src_steps, src_rest) = src.as_chunks::<LANES>();
+        let (dst_steps, dst_rest) = dst.as_chunks_mut::<LANES>();
+        let mut lanes = [0u8; LANES];
+        for (s, d) in src_steps.iter().zip(dst_steps) {
+            for i in 0..LANES {
+                d[i] = s[i].to_ascii_lowercase();
+                lanes[i] += u8::from(s[i] == b'\n');
+            }
+        }
+        for (s, d) in src_rest.iter().zip(dst_rest) {
+            *d = s.to_ascii_lowercase();
+            newlines += usize::from(*s == b'\n');
+        }
+        newlines += lanes.iter().map(|&n| usize::from(n)).sum::<usize>();
+    }
+    newlines
 }
 
 /// How a [`Prefilter`] searches: one regex, or, when every alternative must contain a literal
@@ -796,7 +833,7 @@ pub(super) mod tests {
 
     fn hits(prefilter: &Prefilter, text: &str) -> bool {
         let mut scratch = Vec::new();
-        let haystack = prefilter.haystack(text.as_bytes(), &mut scratch);
+        let (haystack, _) = prefilter.haystack(text.as_bytes(), &mut scratch);
         prefilter.find_at(haystack, 0).is_some()
     }
 
@@ -915,9 +952,37 @@ pub(super) mod tests {
         // signature: the scanner looks at the whole line around it.
         let mut scratch = Vec::new();
         let text = b"x\nErrorMeteringTokenExchangeFailure\n";
-        let haystack = literals.haystack(text, &mut scratch);
+        let (haystack, _) = literals.haystack(text, &mut scratch);
         let hit = literals.find_at(haystack, 0).unwrap();
         assert!((2..2 + signature[0].len()).contains(&hit.start), "{hit:?}");
+    }
+
+    /// The one-pass copy and count equal lowercasing and counting apart, whatever the length,
+    /// however many newlines (each lane's byte count full), and over a longer earlier block.
+    #[test]
+    fn lowercasing_counts_the_newlines_it_copies() {
+        let mut scratch = Vec::new();
+        let mixed: Vec<u8> = (0..100_000u32)
+            .map(|i| match i % 7 {
+                0 => b'\n',
+                1 => b'A' + (i % 26) as u8,
+                2 => 0xC3,
+                _ => (i % 256) as u8,
+            })
+            .collect();
+        let newlines = vec![b'\n'; 3 * 32 * 255 + 17];
+        for block in [
+            &mixed[..],
+            &newlines[..],
+            &mixed[..31],
+            &mixed[..8200],
+            b"",
+            b"AbC\n",
+        ] {
+            let counted = lowercase_counting_newlines(block, &mut scratch);
+            assert_eq!(counted, memchr::memchr_iter(b'\n', block).count());
+            assert_eq!(scratch[..block.len()], block.to_ascii_lowercase());
+        }
     }
 
     #[test]

@@ -246,11 +246,11 @@ impl<'a> LogScanner<'a> {
             }
             return;
         };
-        self.findings.lines += memchr::memchr_iter(b'\n', block).count() as u64;
         self.note_block_times(block);
         // Taken for the loop, which needs `self` too; given back for the next block.
         let mut scratch = std::mem::take(&mut self.folded);
-        let haystack = prefilter.haystack(block, &mut scratch);
+        let (haystack, newlines) = prefilter.haystack(block, &mut scratch);
+        self.findings.lines += newlines as u64;
         // Start of the first line not yet looked at.
         let mut at = 0;
         while at < block.len() {
