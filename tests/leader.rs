@@ -168,11 +168,7 @@ async fn a_clean_shutdown_hands_the_lease_over_at_once() {
     let b = Operator::replica(&ns, "replica-b", &[]);
     b.wait_ready(Duration::from_secs(30)).await;
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &a.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    a.terminate();
     let stopped = Instant::now();
     wait_for_holder(&ns, "replica-b", Duration::from_secs(30)).await;
     assert!(
@@ -180,17 +176,7 @@ async fn a_clean_shutdown_hands_the_lease_over_at_once() {
         "handover took {:?}: the lease was not released",
         stopped.elapsed()
     );
-    eventually(Duration::from_secs(10), || {
-        let running = a.is_running();
-        async move {
-            if running {
-                Err("still running")
-            } else {
-                Ok(())
-            }
-        }
-    })
-    .await;
+    a.wait_stopped(Duration::from_secs(10)).await;
     let out = a.output();
     assert!(out.contains("released the lease"), "{out}");
     assert!(out.contains("controller stopped"), "{out}");
@@ -285,23 +271,9 @@ async fn an_operator_refused_every_list_still_stops_when_asked() {
     })
     .await;
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &op.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    op.terminate();
     let asked = Instant::now();
-    eventually(Duration::from_secs(20), || {
-        let running = op.is_running();
-        async move {
-            if running {
-                Err("still running")
-            } else {
-                Ok(())
-            }
-        }
-    })
-    .await;
+    op.wait_stopped(Duration::from_secs(20)).await;
     assert!(
         asked.elapsed() < Duration::from_secs(5),
         "stopped {:?} after SIGTERM",

@@ -618,18 +618,7 @@ async fn an_invalid_config_fails_the_start_with_its_error() {
         "targets:\n  - name: audit\n    webhook: {{url: \"https://x.example/{SIGNING_KEY}\", signingKey: short}}\n"
     ));
     let mut op = Operator::start(&ns, &["--notify-config-file", &file]);
-    let out = eventually(Duration::from_secs(30), || {
-        let running = op.is_running();
-        async move {
-            if running {
-                Err("still running".to_string())
-            } else {
-                Ok(())
-            }
-        }
-    })
-    .await;
-    let () = out;
+    op.wait_stopped(Duration::from_secs(30)).await;
     let log = op.output();
     assert!(
         log.contains(

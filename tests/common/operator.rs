@@ -247,6 +247,30 @@ impl Operator {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// SIGTERM, as the kubelet stops a pod.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits until the process has exited; fails the test after `timeout`.
+    pub async fn wait_stopped(&mut self, timeout: Duration) {
+        eventually(timeout, || {
+            let running = self.is_running();
+            async move {
+                if running {
+                    Err("still running")
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+    }
 }
 
 impl Drop for Operator {
