@@ -259,16 +259,10 @@ async fn an_operator_refused_every_list_still_stops_when_asked() {
     let args = run_args(&ns, &kubeconfig);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut op = Operator::start_raw(&ns, &ns.name, &args, &[]);
-    eventually(Duration::from_secs(30), || {
-        let out = op.output();
-        async move {
-            if out.contains("watching AlertTriages failed") && out.contains("forbidden") {
-                Ok(())
-            } else {
-                Err(out)
-            }
-        }
-    })
+    op.wait_logged(
+        Duration::from_secs(30),
+        &["watching AlertTriages failed", "forbidden"],
+    )
     .await;
 
     op.terminate();

@@ -1158,7 +1158,7 @@ fn start_skewed(chart: &Charted, ns: &TestNs, extra: &[&str], offset: &str) -> O
 async fn assert_measured_offset(op: &Operator, secs: i64) {
     eventually(Duration::from_secs(30), || async {
         let output = op.output();
-        // The newest measurement: earlier operators of the test log to the same file.
+        // The newest measurement.
         let offset = output
             .lines()
             .rev()

@@ -212,11 +212,19 @@ impl Operator {
 
     /// Waits until the operator stops at its `ATO_PAUSE_AT` step (crash-points builds).
     pub async fn wait_for_pause(&self, timeout: Duration) {
+        self.wait_logged(timeout, &["paused for a crash test"])
+            .await;
+    }
+
+    /// Waits until this run's output holds every one of `texts`; fails the test with the output
+    /// after `timeout`.
+    pub async fn wait_logged(&self, timeout: Duration, texts: &[&str]) {
         eventually(timeout, || async {
-            if self.output().contains("paused for a crash test") {
+            let output = self.output();
+            if texts.iter().all(|t| output.contains(t)) {
                 Ok(())
             } else {
-                Err(self.output())
+                Err(output)
             }
         })
         .await;
