@@ -561,6 +561,68 @@ async fn wrong_token_malformed_and_oversized_notifications_are_refused() {
 }
 
 #[tokio::test]
+async fn a_sender_that_hangs_up_mid_notification_still_has_every_alert_handled() {
+    use tokio::io::AsyncWriteExt;
+    let ns = TestNs::new("intake-hangup").await;
+    let intake = Intake::start(&ns, &["--intake-max-per-minute", "1000"]);
+    intake
+        .op
+        .wait_logged(DEPLOY, &["serving the Alertmanager intake"])
+        .await;
+    // Alertmanager gives up on a slow receiver and closes the connection; the API server may
+    // already have created some of the notification's triages by then. What it created must
+    // be logged and counted, and the rest created too: the next delivery would only find
+    // duplicates and never count them.
+    const N: usize = 40;
+    let starts = now_minus(20);
+    let alerts: Vec<Value> = (0..N)
+        .map(|i| {
+            let mut a = alert(&ns, "web", &starts, &[("instance", &format!("i-{i}"))]);
+            a["status"] = "firing".into();
+            a["endsAt"] = "0001-01-01T00:00:00Z".into();
+            a["fingerprint"] = format!("{i:016x}").into();
+            a
+        })
+        .collect();
+    let body = json!({"version": "4", "status": "firing", "receiver": "triage", "alerts": alerts})
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(&intake.address)
+        .await
+        .expect("the intake listens");
+    let head = format!(
+        "POST /alertmanager HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer intake-test-token\r\n\
+         Content-Length: {}\r\n\r\n",
+        intake.address,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    // Hung up without reading the answer.
+    drop(stream);
+
+    wait_for_triages(&ns, N).await;
+    let created = eventually(DELIVERY, || async {
+        match intake.alerts("created").await {
+            n if n == N as f64 => Ok(n),
+            n => Err(format!("{n} counted as created, want {N}")),
+        }
+    })
+    .await;
+    assert_eq!(created, N as f64);
+    intake
+        .op
+        .wait_logged(DELIVERY, &["triage created for a firing alert"])
+        .await;
+    let logged = intake
+        .op
+        .output()
+        .matches("triage created for a firing alert")
+        .count();
+    assert_eq!(logged, N, "every created triage is logged");
+}
+
+#[tokio::test]
 async fn a_storm_is_bounded_and_counted() {
     let ns = TestNs::new("intake-storm").await;
     let intake = Intake::start(&ns, &["--intake-max-per-minute", "5"]);

@@ -129,7 +129,7 @@ pub async fn start(
         },
         limit: RateLimit::new(args.intake_max_per_minute),
         metrics,
-        slots: Semaphore::new(CONCURRENT_NOTIFICATIONS),
+        slots: Arc::new(Semaphore::new(CONCURRENT_NOTIFICATIONS)),
     });
     if !args.resolved_retention.is_zero() {
         tokio::spawn(retention::run(
@@ -158,7 +158,7 @@ struct Intake {
     namespaces: Namespaces,
     limit: RateLimit,
     metrics: Arc<Metrics>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
 }
 
 fn router(intake: Arc<Intake>) -> Router {
@@ -179,7 +179,9 @@ async fn receive(
         );
     }
     // Never closed, so the wait ends with a slot.
-    let _slot = intake.slots.acquire().await;
+    let Ok(slot) = Arc::clone(&intake.slots).acquire_owned().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+    };
     let Ok(body) = to_bytes(body, BODY_LIMIT).await else {
         intake.metrics.intake_notification("too_large");
         return (
@@ -195,34 +197,51 @@ async fn receive(
         }
     };
     drop(body);
-    let mut tally = Tally::default();
-    for alert in &alerts {
-        let outcome = intake.handle(alert).await;
-        tally.add(outcome);
-    }
-    for (outcome, count) in tally.counts() {
-        intake.metrics.intake_alerts(outcome, count);
-    }
-    if tally.rate_limited > 0 {
-        warn!(
-            rate_limited = tally.rate_limited,
-            limit_per_minute = intake.limit.per_minute,
-            "intake rate limit reached: alerts were acknowledged without creating a triage"
-        );
-    }
-    let summary = tally.summary();
-    if tally.error > 0 {
-        intake.metrics.intake_notification("error");
-        return (
+    // A task of its own, holding the slot: when the sender hangs up (Alertmanager's timeout)
+    // the server drops this handler, but triages the API server may already have created are
+    // still logged and counted, and the rest of the notification is still handled; a retry
+    // would only find them as duplicates.
+    let handling = tokio::spawn(async move {
+        let answer = intake.notification(&alerts).await;
+        drop(slot);
+        answer
+    });
+    handling.await.unwrap_or_else(|_| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the API server failed for some alerts; retry: {summary}\n"),
-        );
-    }
-    intake.metrics.intake_notification("accepted");
-    (StatusCode::OK, format!("{summary}\n"))
+            "the notification was not handled to the end; retry\n".into(),
+        )
+    })
 }
 
 impl Intake {
+    /// Handles every alert of a checked notification and answers for it.
+    async fn notification(&self, alerts: &[Alert]) -> (StatusCode, String) {
+        let mut tally = Tally::default();
+        for alert in alerts {
+            let outcome = self.handle(alert).await;
+            self.metrics.intake_alerts(outcome, 1);
+            tally.add(outcome);
+        }
+        if tally.rate_limited > 0 {
+            warn!(
+                rate_limited = tally.rate_limited,
+                limit_per_minute = self.limit.per_minute,
+                "intake rate limit reached: alerts were acknowledged without creating a triage"
+            );
+        }
+        let summary = tally.summary();
+        if tally.error > 0 {
+            self.metrics.intake_notification("error");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the API server failed for some alerts; retry: {summary}\n"),
+            );
+        }
+        self.metrics.intake_notification("accepted");
+        (StatusCode::OK, format!("{summary}\n"))
+    }
+
     async fn handle(&self, alert: &Alert) -> &'static str {
         let spec_alert = route::spec_alert(alert);
         let catch_all = self.catch_all.as_deref();
