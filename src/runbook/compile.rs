@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use aho_corasick::Span;
 use aho_corasick::packed;
 use memchr::memmem::Finder;
-use regex::{Captures, Regex, RegexSet};
 use regex_syntax::hir::{
     Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind,
 };
@@ -16,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::RunbookError;
 use super::model::{Field, Runbook};
+use super::pattern::{LineRegex, LineSet, Lines};
 use super::state::{PodState, StateMatcher};
 use super::template;
 use crate::crd::{Alert, Category};
@@ -99,13 +99,13 @@ pub(super) struct Matchers {
     pub(super) signature: Vec<Finder<'static>>,
     /// What is searched for, in words, for reasons: the filters, or the literals.
     pub(super) description: String,
-    pub(super) continuation: Option<Regex>,
+    pub(super) continuation: Option<LineRegex>,
     pub(super) filters: Vec<(Extractor, String)>,
     pub(super) controller_ids: Option<Extractor>,
-    pub(super) http_status: Vec<Regex>,
+    pub(super) http_status: Vec<LineRegex>,
     categories: Vec<Classifier>,
-    pub(super) markers: Option<(RegexSet, Vec<String>)>,
-    pub(super) related: Option<(RegexSet, Category)>,
+    pub(super) markers: Option<(LineSet, Vec<String>)>,
+    pub(super) related: Option<(LineSet, Category)>,
     pub(super) time_fields: Vec<String>,
     pub(super) detail_fields: Vec<String>,
     /// Finds the lines a failure scan must look at: signatures and success markers.
@@ -117,7 +117,7 @@ pub(super) struct Matchers {
 struct Classifier {
     category: Category,
     statuses: Vec<u16>,
-    patterns: Option<RegexSet>,
+    patterns: Option<LineSet>,
     /// The rule's `pod`/`events` conditions.
     state: Option<StateMatcher>,
 }
@@ -139,7 +139,7 @@ impl Classifier {
 /// a regex whose first participating group is the value.
 pub(super) struct Extractor {
     json: Vec<String>,
-    text: Option<Regex>,
+    text: Option<LineRegex>,
 }
 
 impl Extractor {
@@ -151,8 +151,7 @@ impl Extractor {
         if let Some(value) = json.and_then(|obj| self.json.iter().find_map(|k| obj.get(k))) {
             return scalar(value);
         }
-        let caps = self.text.as_ref()?.captures(text)?;
-        first_group(&caps).map(Cow::Borrowed)
+        self.text.as_ref()?.first_group(text).map(Cow::Borrowed)
     }
 
     pub(super) fn all<'t>(
@@ -173,8 +172,8 @@ impl Extractor {
         }
         self.text
             .iter()
-            .flat_map(|re| re.captures_iter(text))
-            .filter_map(|c| first_group(&c).map(Cow::Borrowed))
+            .flat_map(|re| re.first_groups(text))
+            .map(Cow::Borrowed)
             .collect()
     }
 }
@@ -187,12 +186,10 @@ fn scalar(v: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
-fn first_group<'t>(caps: &Captures<'t>) -> Option<&'t str> {
-    caps.iter().skip(1).flatten().next().map(|m| m.as_str())
-}
-
-fn compile(id: &str, what: &str, pattern: &str) -> Result<Regex, RunbookError> {
-    Regex::new(pattern).map_err(|source| RunbookError::Regex {
+/// The runbook's own regexes run on records and on lines a block search picked, except the
+/// markers and related patterns when no block search could be built ([`Lines`]).
+fn compile(id: &str, what: &str, pattern: &str, lines: Lines) -> Result<LineRegex, RunbookError> {
+    LineRegex::new(pattern, lines).map_err(|source| RunbookError::Regex {
         id: id.to_string(),
         what: what.to_string(),
         source: Box::new(source),
@@ -200,9 +197,9 @@ fn compile(id: &str, what: &str, pattern: &str) -> Result<Regex, RunbookError> {
 }
 
 /// A regex that must capture the value it is used for.
-fn compile_capturing(id: &str, what: &str, pattern: &str) -> Result<Regex, RunbookError> {
-    let re = compile(id, what, pattern)?;
-    if re.captures_len() < 2 {
+fn compile_capturing(id: &str, what: &str, pattern: &str) -> Result<LineRegex, RunbookError> {
+    let re = compile(id, what, pattern, Lines::Few)?;
+    if re.groups() < 2 {
         return Err(RunbookError::Invalid {
             id: id.to_string(),
             reason: format!("{what}: {pattern:?} needs a capture group for the value"),
@@ -211,8 +208,13 @@ fn compile_capturing(id: &str, what: &str, pattern: &str) -> Result<Regex, Runbo
     Ok(re)
 }
 
-fn compile_set(id: &str, what: &str, patterns: &[String]) -> Result<RegexSet, RunbookError> {
-    RegexSet::new(patterns).map_err(|source| RunbookError::Regex {
+fn compile_set(
+    id: &str,
+    what: &str,
+    patterns: &[String],
+    lines: Lines,
+) -> Result<LineSet, RunbookError> {
+    LineSet::new(patterns, lines).map_err(|source| RunbookError::Regex {
         id: id.to_string(),
         what: what.to_string(),
         source: Box::new(source),
@@ -285,26 +287,14 @@ impl Matchers {
                     category: r.category.clone(),
                     statuses: r.http_status.clone(),
                     patterns: (!r.patterns.is_empty())
-                        .then(|| compile_set(id, &what, &r.patterns))
+                        .then(|| compile_set(id, &what, &r.patterns, Lines::Few))
                         .transpose()?,
                     state: StateMatcher::new(r.pod.as_ref(), r.events.as_ref(), |p| {
-                        compile(id, &events_what, p)
+                        compile(id, &events_what, p, Lines::Few)
                     })?,
                 })
             })
             .collect::<Result<_, RunbookError>>()?;
-        let markers = if rb.success_markers.is_empty() {
-            None
-        } else {
-            let patterns: Vec<String> = rb
-                .success_markers
-                .iter()
-                .map(|m| m.pattern.clone())
-                .collect();
-            let names = rb.success_markers.iter().map(|m| m.name.clone()).collect();
-            Some((compile_set(id, "successMarkers", &patterns)?, names))
-        };
-
         let marker_patterns: Vec<&str> = rb
             .success_markers
             .iter()
@@ -315,11 +305,45 @@ impl Matchers {
             .iter()
             .flat_map(|r| r.patterns.iter().map(String::as_str))
             .collect();
+        let prefilter = Prefilter::new(&signature, &marker_patterns);
+        let related_prefilter = (!related_patterns.is_empty())
+            .then(|| Prefilter::new(&[], &related_patterns))
+            .flatten();
+        // Without a block search the markers and related patterns see every line.
+        let seen_by = |p: &Option<Prefilter>| match p {
+            Some(_) => Lines::Few,
+            None => Lines::Every,
+        };
+        let markers = if rb.success_markers.is_empty() {
+            None
+        } else {
+            let patterns: Vec<String> = rb
+                .success_markers
+                .iter()
+                .map(|m| m.pattern.clone())
+                .collect();
+            let names = rb.success_markers.iter().map(|m| m.name.clone()).collect();
+            let set = compile_set(id, "successMarkers", &patterns, seen_by(&prefilter))?;
+            Some((set, names))
+        };
+        let related = rb
+            .related_services
+            .as_ref()
+            .map(|r| {
+                Ok::<_, RunbookError>((
+                    compile_set(
+                        id,
+                        "relatedServices.patterns",
+                        &r.patterns,
+                        seen_by(&related_prefilter),
+                    )?,
+                    r.category.clone(),
+                ))
+            })
+            .transpose()?;
         Ok(Matchers {
-            prefilter: Prefilter::new(&signature, &marker_patterns),
-            related_prefilter: (!related_patterns.is_empty())
-                .then(|| Prefilter::new(&[], &related_patterns))
-                .flatten(),
+            prefilter,
+            related_prefilter,
             signature: signature
                 .iter()
                 .map(|s| Finder::new(s).into_owned())
@@ -329,7 +353,7 @@ impl Matchers {
                 .signature
                 .continuation
                 .as_deref()
-                .map(|p| compile(id, "signature.continuation", p))
+                .map(|p| compile(id, "signature.continuation", p, Lines::Few))
                 .transpose()?,
             filters,
             controller_ids: rb
@@ -345,16 +369,7 @@ impl Matchers {
                 .collect::<Result<_, _>>()?,
             categories,
             markers,
-            related: rb
-                .related_services
-                .as_ref()
-                .map(|r| {
-                    Ok::<_, RunbookError>((
-                        compile_set(id, "relatedServices.patterns", &r.patterns)?,
-                        r.category.clone(),
-                    ))
-                })
-                .transpose()?,
+            related,
             time_fields: rb.json.time_fields.clone(),
             detail_fields: rb.json.detail_fields.clone(),
         })
@@ -363,13 +378,14 @@ impl Matchers {
     /// Distinct HTTP statuses in the text, in the order found.
     pub(super) fn statuses(&self, detail: &str) -> Vec<u16> {
         let mut found = Vec::new();
-        for caps in self
+        for group in self
             .http_status
             .iter()
-            .flat_map(|re| re.captures_iter(detail))
+            .flat_map(|re| re.first_groups(detail))
         {
-            let status = first_group(&caps)
-                .and_then(|g| g.parse::<u16>().ok())
+            let status = group
+                .parse::<u16>()
+                .ok()
                 .filter(|s| (100..=599).contains(s));
             if let Some(s) = status
                 && !found.contains(&s)

@@ -7,6 +7,7 @@ mod catalog;
 mod compile;
 mod engine;
 mod model;
+mod pattern;
 mod resource;
 mod scan;
 mod state;

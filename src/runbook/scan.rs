@@ -328,14 +328,14 @@ impl<'a> LogScanner<'a> {
         }
         if let Some((set, names)) = &m.markers {
             let matched = set.matches(body);
-            for i in matched.iter() {
+            for &i in &matched {
                 *self
                     .findings
                     .success_markers
                     .entry(names[i].clone())
                     .or_default() += 1;
             }
-            if matched.matched_any() {
+            if !matched.is_empty() {
                 // Success lines are few: reading a JSON line's own time is affordable here.
                 let time = time
                     .or_else(|| parse_object(body).and_then(|obj| json_time(&obj, &m.time_fields)));

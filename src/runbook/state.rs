@@ -11,10 +11,9 @@
 
 use std::fmt;
 
-use regex::Regex;
-
 use super::RunbookError;
 use super::model::{EventMatch, PodMatch};
+use super::pattern::LineRegex;
 
 /// What a pod's status and recent Warning Events say, as `status.evidence.pods[]` records it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -72,14 +71,14 @@ impl PodEvent {
 /// A rule's `pod` and `events` conditions, compiled.
 pub(super) struct StateMatcher {
     pod: Option<PodMatch>,
-    events: Option<(Vec<String>, Option<Regex>)>,
+    events: Option<(Vec<String>, Option<LineRegex>)>,
 }
 
 impl StateMatcher {
     pub(super) fn new(
         pod: Option<&PodMatch>,
         events: Option<&EventMatch>,
-        compile: impl Fn(&str) -> Result<Regex, RunbookError>,
+        compile: impl Fn(&str) -> Result<LineRegex, RunbookError>,
     ) -> Result<Option<Self>, RunbookError> {
         if pod.is_none() && events.is_none() {
             return Ok(None);
@@ -139,7 +138,7 @@ impl StateMatcher {
     }
 }
 
-fn event_fits((reasons, message): &(Vec<String>, Option<Regex>), e: &PodEvent) -> bool {
+fn event_fits((reasons, message): &(Vec<String>, Option<LineRegex>), e: &PodEvent) -> bool {
     (reasons.is_empty() || reasons.contains(&e.reason))
         && message.as_ref().is_none_or(|m| m.is_match(&e.message))
 }
