@@ -13,7 +13,8 @@
 # same file in the page cache; apply -> Ready of one triage vs reading the same logs through the
 # API in parallel (the floor) and vs a scripted `kubectl logs | grep -c` loop; operator RSS
 # (VmRSS, VmHWM from /proc) idle, with many triages and pods, after a backlog; idle CPU.
-# Each timing is repeated; "min/median" are printed.
+# Each timing is repeated, the scanner and its anchors in alternating rounds; "min/median" are
+# printed.
 #
 # Environment:
 #   ATO_BENCH_BIN          the operator binary to measure (default: `cargo build --release`)
@@ -77,7 +78,32 @@ timed() {
     end=$(date +%s%N)
     times+=("$((end - start))")
   done
-  printf '%s\n' "${times[@]}" | sort -n |
+  min_median "${times[@]}"
+}
+
+# Runs the commands named (functions) in turn, REPEATS rounds of one run each, so that a busy
+# spell of the machine falls on all of them alike rather than on whichever ran then; prints
+# "min median" in seconds per command, one line each, in the order given.
+timed_rounds() {
+  local -A times=()
+  local r f start end
+  for ((r = 0; r < REPEATS; r++)); do
+    for f in "$@"; do
+      start=$(date +%s%N)
+      "$f" >"$WORK/.timed-output"
+      end=$(date +%s%N)
+      times[$f]+="$((end - start)) "
+    done
+  done
+  for f in "$@"; do
+    # shellcheck disable=SC2086 # one word per run
+    min_median ${times[$f]}
+  done
+}
+
+# "min median" in seconds of nanosecond timings
+min_median() {
+  printf '%s\n' "$@" | sort -n |
     awk '{ t[NR] = $1 } END { printf "%.3f %.3f\n", t[1] / 1e9, t[int((NR + 1) / 2)] / 1e9 }'
 }
 
@@ -152,6 +178,13 @@ PERL
 # ---------------------------------------------------------------------------------------------
 # 1. Scanner vs grep and ripgrep
 
+# What the scanner figures time, in rounds (timed_rounds), on scanner_bench's $dir, $file and
+# $literal.
+scan_ours() { "$BIN" replay --alert "$dir/alert.yaml" --logs "$dir/logs"; }
+scan_before() { "$COMPARE" replay --alert "$dir/alert.yaml" --logs "$dir/logs"; }
+grep_literal() { LC_ALL=C grep -c "$literal" "$file"; }
+rg_literal() { rg -c "$literal" "$file"; }
+
 scanner_bench() {
   log "scanner: generating logs"
   printf '\n'
@@ -178,14 +211,15 @@ scanner_bench() {
       "$BIN" replay --alert "$dir/alert.yaml" --logs "$dir/logs" -o json >"$dir/verdict.json" ||
         die "replay failed on $file"
       grep -q '"failures": [1-9]' "$dir/verdict.json" || die "replay found no failures in $file"
-      t_scan=$(timed "$BIN" replay --alert "$dir/alert.yaml" --logs "$dir/logs")
-      t_grep=$(LC_ALL=C timed grep -c "$literal" "$file")
-      t_rg=$(timed rg -c "$literal" "$file")
+      local runs=(scan_ours grep_literal rg_literal) times
+      [ -z "$COMPARE" ] || runs+=(scan_before)
+      mapfile -t times < <(timed_rounds "${runs[@]}")
+      [ "${#times[@]}" = "${#runs[@]}" ] || die "timing the scanner failed"
+      t_scan=${times[0]} t_grep=${times[1]} t_rg=${times[2]} t_cmp=${times[3]:-}
       local label="$kind $((bytes / 1048576)) MiB"
       row "scanner $label" "$(rate "$bytes" "$t_scan")" "LC_ALL=C grep -c $literal" "$(rate "$bytes" "$t_grep")" "$(speedup "$t_grep" "$t_scan") grep"
       row "" "" "rg -c $literal" "$(rate "$bytes" "$t_rg")" "$(speedup "$t_rg" "$t_scan") rg"
       if [ -n "$COMPARE" ]; then
-        t_cmp=$(timed "$COMPARE" replay --alert "$dir/alert.yaml" --logs "$dir/logs")
         row "" "" "scanner of $(basename "$(dirname "$(dirname "$COMPARE")")")" "$(rate "$bytes" "$t_cmp")" "$(speedup "$t_cmp" "$t_scan") before"
       fi
     done
