@@ -208,10 +208,10 @@ fn compile_capturing(id: &str, what: &str, pattern: &str) -> Result<LineRegex, R
     Ok(re)
 }
 
-fn compile_set(
+fn compile_set<P: AsRef<str>>(
     id: &str,
     what: &str,
-    patterns: &[String],
+    patterns: &[P],
     lines: Lines,
 ) -> Result<LineSet, RunbookError> {
     LineSet::new(patterns, lines).map_err(|source| RunbookError::Regex {
@@ -317,28 +317,17 @@ impl Matchers {
         let markers = if rb.success_markers.is_empty() {
             None
         } else {
-            let patterns: Vec<String> = rb
-                .success_markers
-                .iter()
-                .map(|m| m.pattern.clone())
-                .collect();
             let names = rb.success_markers.iter().map(|m| m.name.clone()).collect();
-            let set = compile_set(id, "successMarkers", &patterns, seen_by(&prefilter))?;
+            let set = compile_set(id, "successMarkers", &marker_patterns, seen_by(&prefilter))?;
             Some((set, names))
         };
         let related = rb
             .related_services
             .as_ref()
             .map(|r| {
-                Ok::<_, RunbookError>((
-                    compile_set(
-                        id,
-                        "relatedServices.patterns",
-                        &r.patterns,
-                        seen_by(&related_prefilter),
-                    )?,
-                    r.category.clone(),
-                ))
+                let lines = seen_by(&related_prefilter);
+                let set = compile_set(id, "relatedServices.patterns", &related_patterns, lines)?;
+                Ok::<_, RunbookError>((set, r.category.clone()))
             })
             .transpose()?;
         Ok(Matchers {

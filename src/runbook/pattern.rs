@@ -93,7 +93,7 @@ fn first_group<'t>(
 pub(super) struct LineSet(meta::Regex);
 
 impl LineSet {
-    pub(super) fn new(patterns: &[String], lines: Lines) -> Result<Self, regex::Error> {
+    pub(super) fn new<P: AsRef<str>>(patterns: &[P], lines: Lines) -> Result<Self, regex::Error> {
         builder(
             config(lines)
                 .match_kind(MatchKind::All)
