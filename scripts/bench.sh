@@ -13,7 +13,7 @@
 # same file in the page cache; apply -> Ready of one triage vs reading the same logs through the
 # API in parallel (the floor) and vs a scripted `kubectl logs | grep -c` loop; operator RSS
 # (VmRSS, VmHWM from /proc) idle, with many triages and pods, after a backlog; idle CPU.
-# Each timing is repeated, the scanner and its anchors in alternating rounds; "min/median" are
+# Each timing is repeated, each figure and its anchors in alternating rounds; "min/median" are
 # printed.
 #
 # Environment:
@@ -68,22 +68,10 @@ COMPARE="${ATO_BENCH_COMPARE_BIN:-}"
 # ---------------------------------------------------------------------------------------------
 # Timing and printing
 
-# Runs "$@" REPEATS times; prints "min median" in seconds. Output goes to a file, not /dev/null:
-# GNU grep stops at the first match when its output is /dev/null.
-timed() {
-  local times=() start end
-  for ((r = 0; r < REPEATS; r++)); do
-    start=$(date +%s%N)
-    "$@" >"$WORK/.timed-output"
-    end=$(date +%s%N)
-    times+=("$((end - start))")
-  done
-  min_median "${times[@]}"
-}
-
 # Runs the commands named (functions) in turn, REPEATS rounds of one run each, so that a busy
 # spell of the machine falls on all of them alike rather than on whichever ran then; prints
-# "min median" in seconds per command, one line each, in the order given.
+# "min median" in seconds per command, one line each, in the order given. Output goes to a
+# file, not /dev/null: GNU grep stops at the first match when its output is /dev/null.
 timed_rounds() {
   local -A times=()
   local r f start end
@@ -97,14 +85,9 @@ timed_rounds() {
   done
   for f in "$@"; do
     # shellcheck disable=SC2086 # one word per run
-    min_median ${times[$f]}
+    printf '%s\n' ${times[$f]} | sort -n |
+      awk '{ t[NR] = $1 } END { printf "%.3f %.3f\n", t[1] / 1e9, t[int((NR + 1) / 2)] / 1e9 }'
   done
-}
-
-# "min median" in seconds of nanosecond timings
-min_median() {
-  printf '%s\n' "$@" | sort -n |
-    awk '{ t[NR] = $1 } END { printf "%.3f %.3f\n", t[1] / 1e9, t[int((NR + 1) / 2)] / 1e9 }'
 }
 
 # row FIGURE VALUE ANCHOR ANCHOR_VALUE RATIO
@@ -373,9 +356,10 @@ triage_bench() {
   local t_triage t_floor t_loop
   # A first triage warms the operator's caches and connections, as in a running operator.
   one_triage
-  t_triage=$(timed one_triage)
-  t_floor=$(timed floor_read)
-  t_loop=$(timed scripted_loop)
+  local times
+  mapfile -t times < <(timed_rounds one_triage floor_read scripted_loop)
+  [ "${#times[@]}" = 3 ] || die "timing the triage failed"
+  t_triage=${times[0]} t_floor=${times[1]} t_loop=${times[2]}
   printf '\n'
   row "apply -> Ready, $TRIAGE_PODS pods x $((TRIAGE_POD_BYTES / 1000000)).$((TRIAGE_POD_BYTES % 1000000 / 100000)) MB" "$(secs "$t_triage")" "floor: the same logs read in parallel" "$(secs "$t_floor")" "$(slowdown "$t_floor" "$t_triage")"
   row "" "" "scripted kubectl logs | grep -c loop" "$(secs "$t_loop")" "$(speedup "$t_loop" "$t_triage") faster"
