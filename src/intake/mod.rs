@@ -178,9 +178,12 @@ async fn receive(
             "missing or wrong bearer token\n".into(),
         );
     }
-    // Never closed, so the wait ends with a slot.
+    // Never closed, so the wait ends with a slot; should it ever be closed, the sender retries.
     let Ok(slot) = Arc::clone(&intake.slots).acquire_owned().await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no slot for the notification; retry\n".into(),
+        );
     };
     let Ok(body) = to_bytes(body, BODY_LIMIT).await else {
         intake.metrics.intake_notification("too_large");
