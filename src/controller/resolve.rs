@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::Context;
 use super::runbooks::Chosen;
 use crate::crd::{AlertTriage, RunbookRef, TargetSelector};
-use crate::evidence::Plan;
+use crate::evidence::{Freshness, Plan};
 use crate::runbook::{CompiledRunbook, Runbook};
 
 /// How far before `alert.startsAt` the window reaches, so the lines that fired the alert are in.
@@ -55,6 +55,7 @@ impl Resolved {
             concurrency: ctx.config.pod_concurrency,
             bytes_in_flight: ctx.bytes_in_flight.clone(),
             events: ctx.events.clone(),
+            events_fresh: Freshness::AfterRequest,
             pods_from_cache: false,
         }
     }

@@ -80,10 +80,19 @@ pub async fn triage(obj: &AlertTriage, ctx: &Context, now: Timestamp) -> Result<
         crash::point("while-gathering").await;
     }
 
-    // A triage records what it saw; the watch cache is recent enough for that, and a
-    // remediation looks again, from etcd, before it acts.
+    // A triage records what it saw; the watch cache is recent enough for its pods, and an
+    // Events list made a moment before it asked, after it was created, for their Events. A
+    // remediation looks again, from etcd and a list of its own, before it acts.
+    let events_fresh = obj.metadata.creation_timestamp.as_ref().map_or(
+        evidence::Freshness::AfterRequest,
+        |created| evidence::Freshness::Shared {
+            created: created.0,
+            now,
+        },
+    );
     let plan = evidence::Plan {
         pods_from_cache: true,
+        events_fresh,
         ..resolved.plan(obj, ctx, now)
     };
     let gathered = evidence::gather(&ctx.client, &plan, compiled).await?;

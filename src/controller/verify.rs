@@ -21,7 +21,7 @@ use super::{Context, Error};
 use crate::action::Intent;
 use crate::crash;
 use crate::crd::{AlertTriage, AlertTriageStatus, RemediationOutcome};
-use crate::evidence::{self, Plan, PodFacts, is_ready};
+use crate::evidence::{self, Freshness, Plan, PodFacts, is_ready};
 use crate::runbook::CompiledRunbook;
 
 const POLL: Duration = Duration::from_secs(3);
@@ -126,6 +126,7 @@ pub async fn verify(
         concurrency: ctx.config.pod_concurrency,
         bytes_in_flight: ctx.bytes_in_flight.clone(),
         events: ctx.events.clone(),
+        events_fresh: Freshness::AfterRequest,
         pods_from_cache: false,
     };
     let scanned = evidence::scan_one(&ctx.client, &plan, replacement, &compiled).await;

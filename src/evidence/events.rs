@@ -4,23 +4,64 @@
 //! object, so every list reads all of the namespace's Events from etcd and filters them there:
 //! with 5,000 pods (about 10,000 Events) one list costs the API server the better part of a
 //! second. A backlog of triages in one namespace would ask for the same list a thousand times.
-//! Instead the triages of a namespace take turns: a triage reuses a list that started after it
-//! asked (so what it sees is never older than its own request), and otherwise lists itself while
-//! the others wait. However many triages ask at once, a namespace has one list running.
+//! Instead the triages of a namespace take turns: a request reuses the newest list if it is
+//! fresh enough ([`Freshness`]), and otherwise lists itself while the others wait. However many
+//! triages ask at once, a namespace has one list running.
+//!
+//! Taking only lists that started after the request still made a list per handful of triages
+//! (201 for a backlog of 1,000 beside 5,000 pods, most of its 74 s). A triage also takes a list
+//! from the last few seconds that started after it was created, which made 11.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::Client;
 use kube::api::{Api, ListParams};
+use tokio::time::Instant;
 
 use super::Error;
 
 /// The most of an Event's message a triage keeps.
 const MESSAGE_CHARS: usize = 200;
+
+/// How long before its request a list may have started and still serve a triage's evidence
+/// ([`Freshness::Shared`]). It is also how long a namespace's list is kept after its last use.
+pub const SHARED_AGE: Duration = Duration::from_secs(5);
+
+/// A `creationTimestamp` is cut to the second and the API server's time is known to about a
+/// second, so a list counts as started after a triage's creation only this much later.
+const CREATED_MARGIN: SignedDuration = SignedDuration::from_secs(2);
+
+/// How recent a list of a namespace's Events must be to serve a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Only a list that starts after the request: what a remediation looks at before it acts.
+    AfterRequest,
+    /// Also a list that started at most [`SHARED_AGE`] before the request and after the triage
+    /// was created (`created`, its `creationTimestamp`; `now`, the API server's time when the
+    /// triage began, at or before the request). Whatever made the alert fire happened before
+    /// the triage was created, so such a list holds it; a backlog or an alert storm in one
+    /// namespace then makes one list every few seconds, not one per handful of triages.
+    Shared { created: Timestamp, now: Timestamp },
+}
+
+impl Freshness {
+    /// Whether a list that started `age` before the request serves it.
+    fn accepts(self, age: Duration) -> bool {
+        let Freshness::Shared { created, now } = self else {
+            return false;
+        };
+        let started = SignedDuration::try_from(age)
+            .ok()
+            .and_then(|age| now.checked_sub(age).ok());
+        let after_creation = created.checked_add(CREATED_MARGIN).ok();
+        age <= SHARED_AGE && matches!((started, after_creation), (Some(s), Some(c)) if s >= c)
+    }
+}
 
 /// One Warning Event of a pod, as much of it as a triage uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,20 +84,40 @@ pub struct WarningEvents {
 struct Turns {
     /// Numbers the requests; a list started when this read `n` serves requests below `n`.
     asked: AtomicU64,
-    /// The newest list and the request number it serves up to. Held while listing, so the
-    /// others wait for it instead of listing too.
-    latest: tokio::sync::Mutex<Option<(u64, Arc<Vec<WarningEvent>>)>>,
+    /// The newest list. Held while listing, so the others wait for it instead of listing too.
+    latest: tokio::sync::Mutex<Option<Listed>>,
+}
+
+#[derive(Debug)]
+struct Listed {
+    /// The requests numbered below this were made before the list started.
+    serves: u64,
+    started: Instant,
+    events: Arc<Vec<WarningEvent>>,
+}
+
+impl Turns {
+    /// Nothing listed, or a list too old to serve anyone. `None` while a list is being made.
+    fn stale(&self) -> Option<bool> {
+        let latest = self.latest.try_lock().ok()?;
+        Some(
+            latest
+                .as_ref()
+                .is_none_or(|l| l.started.elapsed() > SHARED_AGE),
+        )
+    }
 }
 
 impl WarningEvents {
-    /// The pod Warning Events of `namespace`, from a list that started after this call.
+    /// The pod Warning Events of `namespace`, from a list as fresh as `fresh` asks.
     pub async fn list(
         &self,
         client: &Client,
         namespace: &str,
+        fresh: Freshness,
     ) -> Result<Arc<Vec<WarningEvent>>, Error> {
         let waiting = Waiting::new(self, namespace);
-        take_turn(&waiting.turns, || list_now(client, namespace)).await
+        take_turn(&waiting.turns, fresh, || list_now(client, namespace)).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Turns>>> {
@@ -66,6 +127,18 @@ impl WarningEvents {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Drops `namespace`'s list if nobody waits on it and it can serve nobody any more.
+    fn forget_if_unused(&self, namespace: &str) {
+        let mut namespaces = self.lock();
+        // The map's reference is the only one; others are taken only under this lock.
+        if let Some(turns) = namespaces.get(namespace)
+            && Arc::strong_count(turns) == 1
+            && turns.stale() == Some(true)
+        {
+            namespaces.remove(namespace);
+        }
+    }
+
     #[cfg(test)]
     fn namespaces_held(&self) -> usize {
         self.lock().len()
@@ -73,8 +146,9 @@ impl WarningEvents {
 }
 
 /// A triage's interest in a namespace's list. Dropped when the triage has its list, or when
-/// its reconcile is cancelled mid-wait; the last one out drops the namespace's list, so memory
-/// holds only lists in use.
+/// its reconcile is cancelled mid-wait. When the last one is dropped the namespace's list is
+/// kept for as long as it can serve a triage ([`SHARED_AGE`]), then dropped, so memory holds
+/// only lists in use or about to be.
 struct Waiting<'a> {
     events: &'a WarningEvents,
     namespace: &'a str,
@@ -100,29 +174,54 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut namespaces = self.events.lock();
         // One reference is the map's, one is ours; others are taken only under this lock.
-        if Arc::strong_count(&self.turns) == 2 {
-            namespaces.remove(self.namespace);
+        if Arc::strong_count(&self.turns) != 2 {
+            return;
+        }
+        let runtime = tokio::runtime::Handle::try_current();
+        match (self.turns.stale(), runtime) {
+            (Some(false) | None, Ok(runtime)) => {
+                // Look again once the list is too old to serve anyone.
+                let events = self.events.clone();
+                let namespace = self.namespace.to_string();
+                runtime.spawn(async move {
+                    tokio::time::sleep(SHARED_AGE + Duration::from_millis(1)).await;
+                    events.forget_if_unused(&namespace);
+                });
+            }
+            _ => {
+                namespaces.remove(self.namespace);
+            }
         }
     }
 }
 
-/// Waits for the namespace's turn: reuses a list that started after the call, or lists.
-async fn take_turn<F, Fut>(turns: &Turns, list: F) -> Result<Arc<Vec<WarningEvent>>, Error>
+/// Waits for the namespace's turn: reuses a list that serves the request, or lists.
+async fn take_turn<F, Fut>(
+    turns: &Turns,
+    fresh: Freshness,
+    list: F,
+) -> Result<Arc<Vec<WarningEvent>>, Error>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Vec<WarningEvent>, Error>>,
 {
+    let asked = Instant::now();
     let ticket = turns.asked.fetch_add(1, Ordering::SeqCst);
     let mut latest = turns.latest.lock().await;
-    if let Some((serves, events)) = latest.as_ref()
-        && ticket < *serves
+    if let Some(l) = latest.as_ref()
+        && (ticket < l.serves || fresh.accepts(asked.saturating_duration_since(l.started)))
     {
-        return Ok(events.clone());
+        return Ok(l.events.clone());
     }
     // Every request numbered below this was made before the list below starts.
     let serves = turns.asked.load(Ordering::SeqCst);
+    let started = Instant::now();
     let events = Arc::new(list().await?);
-    *latest = Some((serves, events.clone()));
+    *latest = Some(Listed {
+        serves,
+        started,
+        events: events.clone(),
+    });
     Ok(events)
 }
 
@@ -186,13 +285,15 @@ mod tests {
     async fn triages_that_ask_during_a_list_share_the_next_one() {
         let turns = Turns::default();
         let calls = AtomicUsize::new(0);
-        let first = take_turn(&turns, || slow_list(&calls));
+        let first = take_turn(&turns, Freshness::AfterRequest, || slow_list(&calls));
         // These ask while the first list runs: it may have missed what made them ask, so they
         // wait for one that starts after them, and share it.
         let later = async {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            futures::future::join_all((0..10).map(|_| take_turn(&turns, || slow_list(&calls))))
-                .await
+            futures::future::join_all(
+                (0..10).map(|_| take_turn(&turns, Freshness::AfterRequest, || slow_list(&calls))),
+            )
+            .await
         };
         let (first, later) = tokio::join!(first, later);
         assert_eq!(first.unwrap()[0], event(0));
@@ -202,7 +303,9 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
 
         // Asked after every list ended: a list of its own, never an old one.
-        let fresh = take_turn(&turns, || slow_list(&calls)).await.unwrap();
+        let fresh = take_turn(&turns, Freshness::AfterRequest, || slow_list(&calls))
+            .await
+            .unwrap();
         assert_eq!(fresh[0], event(2));
     }
 
@@ -217,8 +320,14 @@ mod tests {
                 source: kube::Error::LinesCodecMaxLineLengthExceeded,
             })
         };
-        assert!(take_turn(&turns, failing).await.is_err());
-        let got = take_turn(&turns, || slow_list(&calls)).await.unwrap();
+        assert!(
+            take_turn(&turns, Freshness::AfterRequest, failing)
+                .await
+                .is_err()
+        );
+        let got = take_turn(&turns, Freshness::AfterRequest, || slow_list(&calls))
+            .await
+            .unwrap();
         assert_eq!(got[0], event(1));
     }
 
@@ -238,7 +347,10 @@ mod tests {
         let held = waiting.turns.latest.lock().await;
         let cancelled = async {
             let waiting = Waiting::new(&events, "n");
-            take_turn(&waiting.turns, || slow_list(&calls)).await
+            take_turn(&waiting.turns, Freshness::AfterRequest, || {
+                slow_list(&calls)
+            })
+            .await
         };
         let timed_out = tokio::time::timeout(Duration::from_millis(20), cancelled).await;
         assert!(timed_out.is_err(), "it waited for the list being made");
@@ -246,5 +358,98 @@ mod tests {
         drop(waiting);
         assert_eq!(events.namespaces_held(), 0);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn a_shared_list_is_one_made_after_the_triage_was_created_and_just_before_it_asked() {
+        let ms = Duration::from_millis;
+        assert!(!Freshness::AfterRequest.accepts(Duration::ZERO));
+
+        // Created at 0, began at 10: a list from 5 s before the request at most.
+        let late = Freshness::Shared {
+            created: at(0),
+            now: at(10),
+        };
+        assert!(late.accepts(Duration::ZERO));
+        assert!(late.accepts(SHARED_AGE));
+        assert!(!late.accepts(SHARED_AGE + ms(1)), "too old");
+
+        // Created at 0, began at 3: the list must have started 2 s after the creation.
+        let early = Freshness::Shared {
+            created: at(0),
+            now: at(3),
+        };
+        assert!(early.accepts(ms(1000)));
+        assert!(
+            !early.accepts(ms(1001)),
+            "may have started before the triage existed"
+        );
+
+        // Times at the ends of the range are refused, not a panic.
+        let odd = Freshness::Shared {
+            created: Timestamp::MAX,
+            now: Timestamp::MIN,
+        };
+        assert!(!odd.accepts(Duration::ZERO));
+        assert!(!odd.accepts(Duration::MAX));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_triage_shares_a_recent_list_and_a_remediation_never_does() {
+        let turns = Turns::default();
+        let calls = AtomicUsize::new(0);
+        let created = at(0);
+        let list = || slow_list(&calls);
+        let shared = |now| Freshness::Shared { created, now };
+
+        let first = take_turn(&turns, shared(at(10)), list).await.unwrap();
+        assert_eq!(first[0], event(0));
+
+        // 3 s later, a triage of the same backlog takes that list.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let second = take_turn(&turns, shared(at(13)), || slow_list(&calls)).await;
+        assert_eq!(second.unwrap()[0], event(0));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        // A remediation at the same moment lists for itself.
+        let acting = take_turn(&turns, Freshness::AfterRequest, || slow_list(&calls)).await;
+        assert_eq!(acting.unwrap()[0], event(1));
+
+        // Once the newest list is older than SHARED_AGE, a triage lists again.
+        tokio::time::advance(SHARED_AGE + Duration::from_secs(1)).await;
+        let third = take_turn(&turns, shared(at(19)), || slow_list(&calls)).await;
+        assert_eq!(third.unwrap()[0], event(2));
+
+        // A triage created after the newest list started does not take it.
+        let newer = Freshness::Shared {
+            created: at(19),
+            now: at(20),
+        };
+        let fourth = take_turn(&turns, newer, || slow_list(&calls)).await;
+        assert_eq!(fourth.unwrap()[0], event(3));
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unused_list_is_kept_while_it_can_serve_a_triage_then_dropped() {
+        let events = WarningEvents::default();
+        let calls = AtomicUsize::new(0);
+        {
+            let waiting = Waiting::new(&events, "n");
+            take_turn(&waiting.turns, Freshness::AfterRequest, || {
+                slow_list(&calls)
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(events.namespaces_held(), 1, "kept for the next triage");
+        tokio::time::sleep(SHARED_AGE / 2).await;
+        assert_eq!(events.namespaces_held(), 1);
+        tokio::time::sleep(SHARED_AGE).await;
+        assert_eq!(events.namespaces_held(), 0, "dropped once too old to serve");
     }
 }

@@ -27,7 +27,7 @@ use crate::runbook::{
 };
 
 pub use budget::LogBudget;
-pub use events::WarningEvents;
+pub use events::{Freshness, WarningEvents};
 pub use pods::{PodFacts, is_ready};
 
 /// Warning Events kept per pod; the newest ones.
@@ -95,6 +95,9 @@ pub struct Plan {
     pub bytes_in_flight: LogBudget,
     /// Shared by every triage: one Events list per namespace at a time.
     pub events: WarningEvents,
+    /// How recent that list must be: a triage may share one made just before it asked, a
+    /// remediation's last look before it acts may not.
+    pub events_fresh: Freshness,
     /// The pods may come from the API server's watch cache, which can lag etcd by moments: a
     /// triage's evidence. A remediation's last look before it acts reads them from etcd.
     pub pods_from_cache: bool,
@@ -720,7 +723,10 @@ async fn warning_events(
     client: &Client,
     plan: &Plan,
 ) -> Result<BTreeMap<String, Vec<PodEvent>>, Error> {
-    let listed = plan.events.list(client, &plan.namespace).await?;
+    let listed = plan
+        .events
+        .list(client, &plan.namespace, plan.events_fresh)
+        .await?;
     let mut events: Vec<&events::WarningEvent> = listed
         .iter()
         .filter(|e| e.time.is_none_or(|t| t >= plan.since))
