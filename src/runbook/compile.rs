@@ -436,6 +436,8 @@ impl Matchers {
 /// keeps every byte offset, costs one pass, and turns the search into plain literals again.
 pub(super) struct Prefilter {
     search: Search,
+    /// The same literals found in the raw block, without the lowercased copy, when they fit.
+    spelled: Option<Spelled>,
     /// A pattern could match the U+FFFD that lossy decoding puts where bytes are not UTF-8,
     /// which is not in the raw bytes: such blocks must be valid UTF-8 to be searched raw.
     pub(super) needs_utf8: bool,
@@ -469,7 +471,12 @@ impl Prefilter {
             let regex = regex::bytes::Regex::new(&search.to_string()).ok()?;
             (!regex.is_match(b"")).then_some(Search::Regex(regex))
         };
-        let search = match required_literals(&search).as_deref() {
+        let literals = required_literals(&search);
+        let spelled = literals
+            .as_deref()
+            .filter(|_| folded)
+            .and_then(Spelled::new);
+        let search = match literals.as_deref() {
             Some([literal]) => Search::Literal(Finder::new(literal).into_owned()),
             Some(literals) => match packed::Config::new()
                 .match_kind(packed::MatchKind::LeftmostFirst)
@@ -485,6 +492,7 @@ impl Prefilter {
         };
         Some(Prefilter {
             search,
+            spelled,
             needs_utf8: may_match_replacement(&hir),
             folded,
         })
@@ -504,6 +512,11 @@ impl Prefilter {
         (&scratch[..block.len()], newlines)
     }
 
+    /// The search over the raw block by every spelling of the literals, when there is one.
+    pub(super) fn spelled(&self) -> Option<&Spelled> {
+        self.spelled.as_ref()
+    }
+
     /// The first place at or after `at` where a line could match; offsets are the block's.
     pub(super) fn find_at(&self, haystack: &[u8], at: usize) -> Option<std::ops::Range<usize>> {
         match &self.search {
@@ -516,6 +529,137 @@ impl Prefilter {
                 .map(|m| m.range()),
         }
     }
+}
+
+/// Case-ignoring literals found in the raw block, so no lowercased copy of it is made: Teddy
+/// looks for every ASCII case spelling of a 4-byte window of each literal, and each place it
+/// finds is checked against the whole literal, ignoring ASCII case.
+///
+/// A window is far less telling than its literal: one that turns up on most lines ("ing ")
+/// would stop the search on each of them. The window is chosen to span a word boundary where
+/// the literal has one, and [`Spelled::find_at`] counts the places where the literal was not,
+/// so the scanner can go back to the lowercased copy for a stream where the window is common.
+pub(super) struct Spelled {
+    searcher: packed::Searcher,
+    /// Per Teddy pattern: the literal, and where its window starts in it.
+    windows: Vec<(usize, usize)>,
+    /// ASCII-lowercased.
+    literals: Vec<Vec<u8>>,
+}
+
+#[cfg(test)]
+impl Spelled {
+    /// Each literal's window, lowercased, and how many spellings are searched in all.
+    pub(super) fn windows(&self) -> (Vec<&[u8]>, usize) {
+        let mut windows: Vec<&[u8]> = Vec::new();
+        for &(i, offset) in &self.windows {
+            let window = &self.literals[i][offset..offset + WINDOW];
+            if windows.last() != Some(&window) {
+                windows.push(window);
+            }
+        }
+        (windows, self.windows.len())
+    }
+}
+
+/// Bytes in a window: Teddy tells candidates apart by their first four bytes.
+const WINDOW: usize = 4;
+
+/// Slim Teddy (8 buckets, 32 bytes a step) takes this many patterns; beyond, fat Teddy moves
+/// 16 bytes a step, and searching the lowercased copy is faster.
+const MAX_SPELLINGS: usize = 32;
+
+impl Spelled {
+    /// `None` when the spellings are too many, or without the SIMD Teddy needs.
+    fn new(literals: &[Vec<u8>]) -> Option<Spelled> {
+        let mut windows = Vec::new();
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        for (i, literal) in literals.iter().enumerate() {
+            let offset = (0..=literal.len().checked_sub(WINDOW)?)
+                .min_by_key(|&o| window_cost(&literal[o..o + WINDOW]))?;
+            for spelling in spellings(&literal[offset..offset + WINDOW]) {
+                patterns.push(spelling);
+                windows.push((i, offset));
+            }
+        }
+        if patterns.len() > MAX_SPELLINGS {
+            return None;
+        }
+        let searcher = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(&patterns)
+            .build()?;
+        Some(Spelled {
+            searcher,
+            windows,
+            literals: literals.to_vec(),
+        })
+    }
+
+    /// What [`Prefilter::find_at`] finds over the lowercased copy, found in the raw `block`.
+    /// `misses` counts the windows found where their literal was not.
+    pub(super) fn find_at(
+        &self,
+        block: &[u8],
+        mut at: usize,
+        misses: &mut usize,
+    ) -> Option<std::ops::Range<usize>> {
+        loop {
+            let m = self.searcher.find_in(block, Span::from(at..block.len()))?;
+            let (i, offset) = self.windows[m.pattern().as_usize()];
+            let literal = &self.literals[i];
+            let whole = m
+                .start()
+                .checked_sub(offset)
+                .and_then(|start| Some(start..start.checked_add(literal.len())?))
+                .filter(|range| {
+                    block
+                        .get(range.clone())
+                        .is_some_and(|bytes| bytes.eq_ignore_ascii_case(literal))
+                });
+            if let Some(whole) = whole {
+                return Some(m.start()..whole.end);
+            }
+            *misses += 1;
+            at = m.start() + 1;
+        }
+    }
+}
+
+/// Lower for a window more likely to be rare: one that spans a word boundary (the end of one
+/// word and the start of the next are a rarer pair than the letters of a common word or its
+/// ending, "ing "), then of rarer bytes, then with fewer spellings.
+fn window_cost(window: &[u8]) -> (bool, usize, usize) {
+    let inner_boundary = window[1..window.len() - 1]
+        .iter()
+        .any(|b| !b.is_ascii_alphanumeric());
+    let commonness = window.iter().map(byte_commonness).sum();
+    let letters = window.iter().filter(|b| b.is_ascii_alphabetic()).count();
+    (!inner_boundary, commonness, letters)
+}
+
+/// Every ASCII case spelling of `window`: 2 to the power of its letters.
+fn spellings(window: &[u8]) -> Vec<Vec<u8>> {
+    let mut all = vec![Vec::with_capacity(window.len())];
+    for &b in window {
+        let cases: &[u8] = if b.is_ascii_alphabetic() {
+            &[b.to_ascii_lowercase(), b.to_ascii_uppercase()]
+        } else {
+            &[b]
+        };
+        all = all
+            .into_iter()
+            .flat_map(|prefix| {
+                cases.iter().map(move |&c| {
+                    let mut s = prefix.clone();
+                    s.push(c);
+                    s
+                })
+            })
+            .collect();
+    }
+    all
 }
 
 /// Writes the ASCII-lowercased `block` to the start of `out` (grown when shorter, never
@@ -570,19 +714,29 @@ const TEDDY_KEEP: usize = 16;
 /// and checks each one, so a literal starting with common text ("error…") would stop it on
 /// every line that says "error": it is searched from where its first bytes are least common.
 fn teddy_pattern(literal: &[u8]) -> &[u8] {
+    let keep = literal.len().min(TEDDY_KEEP);
+    let start = (0..=literal.len() - keep)
+        .min_by_key(|&i| {
+            literal[i..]
+                .iter()
+                .take(4)
+                .map(byte_commonness)
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
+    &literal[start..]
+}
+
+/// How common a byte is in text, higher for more common.
+fn byte_commonness(b: &u8) -> usize {
     // Letters by how often they appear in English text, rarest first; logs are no different
     // enough to matter, and a poor guess costs only speed.
     const LETTERS: &[u8] = b"zqjxkvbpygfwmucldrhsnioate";
-    let commonness = |b: &u8| match b.to_ascii_lowercase() {
+    match b.to_ascii_lowercase() {
         b' ' => 30,
         b'0'..=b'9' => 20,
         c => LETTERS.iter().position(|&l| l == c).map_or(10, |i| i + 1),
-    };
-    let keep = literal.len().min(TEDDY_KEEP);
-    let start = (0..=literal.len() - keep)
-        .min_by_key(|&i| literal[i..].iter().take(4).map(commonness).sum::<usize>())
-        .unwrap_or(0);
-    &literal[start..]
+    }
 }
 
 /// Literals shorter than this find too many ordinary lines to be worth searching alone.
@@ -960,6 +1114,100 @@ pub(super) mod tests {
         let (haystack, _) = literals.haystack(text, &mut scratch);
         let hit = literals.find_at(haystack, 0).unwrap();
         assert!((2..2 + signature[0].len()).contains(&hit.start), "{hit:?}");
+    }
+
+    /// The lines each search stops at, as the scanner walks a block.
+    fn lines_hit(
+        text: &[u8],
+        find: &mut dyn FnMut(usize) -> Option<std::ops::Range<usize>>,
+    ) -> Vec<usize> {
+        let mut lines = Vec::new();
+        let mut at = 0;
+        while let Some(hit) = find(at) {
+            let line = memchr::memchr_iter(b'\n', &text[..hit.start]).count();
+            lines.push(line);
+            at =
+                memchr::memchr(b'\n', &text[hit.start..]).map_or(text.len(), |i| hit.start + i + 1);
+        }
+        lines
+    }
+
+    #[test]
+    fn spellings_find_the_lines_the_lowercased_copy_finds() {
+        let c = compiled("metering-token-exchange", &[("service", "armada-cluster")]);
+        let prefilter = c.matchers.prefilter.as_ref().unwrap();
+        let spelled = prefilter.spelled().expect("the metering literals fit");
+        // Each window spans a word boundary where its literal has one.
+        let (windows, spellings) = spelled.windows();
+        assert_eq!(windows, [&b"er m"[..], b"xcha", b"ft l"]);
+        assert_eq!(spellings, 8 + 16 + 8);
+
+        let lines = [
+            "2026-11-21T04:00:00Z wOrKeR METERING started",
+            "ErrorMeteringTokenExchangeFailure (401)",
+            "errormeteringtokenEXCHANGEfailure",
+            "x ErrorMeteringTokenExchangeFailur",
+            "user mode: XCHAnge, soft limit, shift LICEN",
+            "OPENSHIFT LICENCES USAGE SUBMITTED",
+            "Straße ER METERING , ERMETERING",
+            "\u{212A}er metering started",
+            "hift licen",
+            "rrormeteringtokenexchangefailure",
+        ];
+        let mut text = Vec::new();
+        for (i, line) in lines.iter().cycle().take(40).enumerate() {
+            text.extend_from_slice(format!("{i} {line}\n").as_bytes());
+        }
+        // Literals at the very start and end of the block, and a window with no room before it.
+        for block in [
+            &text[..],
+            b"ErrorMeteringTokenExchangeFailure",
+            b"xchangefailure\n",
+            b"er mete",
+        ] {
+            let mut scratch = Vec::new();
+            let (haystack, _) = prefilter.haystack(block, &mut scratch);
+            let lowercased = lines_hit(block, &mut |at| prefilter.find_at(haystack, at));
+            let mut misses = 0;
+            let spelled_lines = lines_hit(block, &mut |at| spelled.find_at(block, at, &mut misses));
+            let whole: Vec<usize> = block
+                .split(|&b| b == b'\n')
+                .enumerate()
+                .filter(|(_, l)| {
+                    let l = l.to_ascii_lowercase();
+                    [
+                        &b"er metering "[..],
+                        b"errormeteringtokenexchangefailure",
+                        b"hift licen",
+                    ]
+                    .iter()
+                    .any(|lit| memchr::memmem::find(&l, lit).is_some())
+                })
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(spelled_lines, whole, "{:?}", String::from_utf8_lossy(block));
+            assert!(
+                whole.iter().all(|l| lowercased.contains(l)),
+                "the lowercased search finds them too"
+            );
+        }
+        // "user mode", "soft limit" and "XCHAnge" hold windows, not literals.
+        let mut misses = 0;
+        let block = b"user mode, soft limit, XCHAnge\n";
+        assert_eq!(spelled.find_at(block, 0, &mut misses), None);
+        assert_eq!(misses, 3);
+    }
+
+    #[test]
+    fn too_many_spellings_keep_the_lowercased_copy() {
+        let literals: Vec<Vec<u8>> = ["abcdefgh", "ijklmnop", "qrstuvwx"]
+            .iter()
+            .map(|l| l.as_bytes().to_vec())
+            .collect();
+        assert!(Spelled::new(&literals).is_none(), "48 spellings");
+        assert!(Spelled::new(&literals[..2]).is_some());
+        assert_eq!(spellings(b"a-1B").len(), 4);
+        assert!(spellings(b"a-1B").contains(&b"A-1b".to_vec()));
     }
 
     /// The one-pass copy and count equal lowercasing and counting apart, whatever the length,

@@ -146,6 +146,10 @@ impl Record {
     }
 }
 
+/// A stream goes back to searching the lowercased copy after more than one window without its
+/// literal per this many bytes of a block.
+const SPELLING_MISS_BYTES: usize = 4096;
+
 /// Scans one log stream. Create one per container log with
 /// [`super::CompiledRunbook::scanner`] (or `related_scanner`).
 pub struct LogScanner<'a> {
@@ -155,6 +159,9 @@ pub struct LogScanner<'a> {
     line: Vec<u8>,
     /// The lowercased copy of a block a case-ignoring search runs over, reused.
     folded: Vec<u8>,
+    /// The raw-block search by spellings found its windows without their literals too often
+    /// in this stream: the lowercased copy is searched instead from the next block on.
+    spellings_missed: bool,
     pending: Option<Record>,
     /// Per category rule, whether the pod's state lets it take a record.
     eligible: Vec<bool>,
@@ -170,6 +177,7 @@ impl<'a> LogScanner<'a> {
             related,
             line: Vec::new(),
             folded: Vec::new(),
+            spellings_missed: false,
             pending: None,
             eligible,
             samples: Vec::new(),
@@ -249,13 +257,22 @@ impl<'a> LogScanner<'a> {
         self.note_block_times(block);
         // Taken for the loop, which needs `self` too; given back for the next block.
         let mut scratch = std::mem::take(&mut self.folded);
-        let (haystack, newlines) = prefilter.haystack(block, &mut scratch);
+        let spelled = prefilter.spelled().filter(|_| !self.spellings_missed);
+        let (haystack, newlines) = match spelled {
+            Some(_) => (block, memchr::memchr_iter(b'\n', block).count()),
+            None => prefilter.haystack(block, &mut scratch),
+        };
         self.findings.lines += newlines as u64;
+        let mut misses = 0;
         // Start of the first line not yet looked at.
         let mut at = 0;
         while at < block.len() {
             if self.pending.is_none() {
-                let Some(hit) = prefilter.find_at(haystack, at) else {
+                let hit = match spelled {
+                    Some(s) => s.find_at(block, at, &mut misses),
+                    None => prefilter.find_at(haystack, at),
+                };
+                let Some(hit) = hit else {
                     break;
                 };
                 let start =
@@ -274,6 +291,11 @@ impl<'a> LogScanner<'a> {
                 self.examine(line);
                 at = next;
             }
+        }
+        // Lowercasing costs about a fifth of a pass over the block; stopping at a window
+        // without its literal every few KiB costs more.
+        if misses > block.len() / SPELLING_MISS_BYTES {
+            self.spellings_missed = true;
         }
         self.folded = scratch;
     }
@@ -773,6 +795,35 @@ mod tests {
         for chunk in [1, 5, 17, 4096, 10_000] {
             assert_eq!(scan_chunks(c.scanner(), &input, chunk), whole, "{chunk}");
         }
+    }
+
+    /// Where the windows of the spelled search fill the log ("user mode" holds "er m"), the
+    /// stream goes back to the lowercased copy after one block, and finds the same.
+    #[test]
+    fn a_stream_full_of_windows_goes_back_to_the_lowercased_copy() {
+        let c = metering();
+        let mut input = Vec::new();
+        for i in 0..2000 {
+            input.extend_from_slice(format!("2026-11-21T04:00:00Z user mode {i}\n").as_bytes());
+        }
+        input.extend_from_slice(b"2026-11-21T04:01:00Z ErrorMeteringTokenExchangeFailure (401)\n");
+        input.extend_from_slice(b"2026-11-21T04:02:00Z WORKER METERING STARTED\n");
+        let mut scanner = c.scanner();
+        let mut blocks = input.chunks(16 * 1024);
+        scanner.push(blocks.next().unwrap());
+        assert!(scanner.spellings_missed, "a window every line");
+        for block in blocks {
+            scanner.push(block);
+        }
+        let findings = scanner.finish();
+        assert_eq!(findings, scan_chunks(c.scanner(), &input, 1));
+        assert_eq!(findings.failures(), 1);
+        assert_eq!(findings.success_markers.len(), 1);
+
+        // Windows now and then do not make it give up.
+        let mut scanner = c.scanner();
+        scanner.push(&padded(&["user mode"; 4]));
+        assert!(!scanner.spellings_missed);
     }
 
     #[test]
