@@ -506,7 +506,7 @@ impl Prefilter {
         scratch: &'b mut Vec<u8>,
     ) -> (&'b [u8], usize) {
         if !self.folded {
-            return (block, memchr::memchr_iter(b'\n', block).count());
+            return raw_haystack(block);
         }
         let newlines = lowercase_counting_newlines(block, scratch);
         (&scratch[..block.len()], newlines)
@@ -529,6 +529,11 @@ impl Prefilter {
                 .map(|m| m.range()),
         }
     }
+}
+
+/// The block itself as the haystack, with its newline count: for a search over the raw bytes.
+pub(super) fn raw_haystack(block: &[u8]) -> (&[u8], usize) {
+    (block, memchr::memchr_iter(b'\n', block).count())
 }
 
 /// Case-ignoring literals found in the raw block, so no lowercased copy of it is made: Teddy

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::compile::{Matchers, Prefilter};
+use super::compile::{Matchers, Prefilter, raw_haystack};
 use super::success::SuccessTimes;
 use crate::crd::Category;
 use crate::redact::redact;
@@ -259,7 +259,7 @@ impl<'a> LogScanner<'a> {
         let mut scratch = std::mem::take(&mut self.folded);
         let spelled = prefilter.spelled().filter(|_| !self.spellings_missed);
         let (haystack, newlines) = match spelled {
-            Some(_) => (block, memchr::memchr_iter(b'\n', block).count()),
+            Some(_) => raw_haystack(block),
             None => prefilter.haystack(block, &mut scratch),
         };
         self.findings.lines += newlines as u64;
